@@ -1,0 +1,72 @@
+"""The long-lived resources of a web process, built once in the app's lifespan and shared by requests."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from core.db import create_engine, session_factory
+from core.redis import connect, redis_url
+from core.settings import Settings
+from subscriptions.hub import Hub
+from subscriptions.streams import Publisher
+
+__all__ = ["Services", "open_services"]
+
+_HUB_BLOCK_MS = 5_000
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: ArqRedis
+    hub: Hub
+    publisher: Publisher
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    inline_ctx: dict[str, Any] = field(default_factory=dict)  # SWITCHBOARD_SYNC_EXECUTION only
+
+
+@asynccontextmanager
+async def open_services(settings: Settings) -> AsyncIterator[Services]:
+    url = await asyncio.to_thread(redis_url, settings.redis_url, settings.data_dir)
+    redis = connect(url, max_connections=settings.redis_max_connections)
+    hub_redis = Redis.from_url(
+        url, single_connection_client=True, socket_timeout=_HUB_BLOCK_MS / 1000 + 5, socket_connect_timeout=5
+    )
+    engine = create_engine(settings)
+    services = Services(
+        settings=settings,
+        redis=redis,
+        hub=Hub(hub_redis, block_ms=_HUB_BLOCK_MS),
+        publisher=Publisher(
+            redis,
+            route_maxlen=settings.route_maxlen,
+            firehose_maxlen=settings.firehose_maxlen,
+            replay_ttl_s=settings.replay_ttl_s,
+        ),
+        engine=engine,
+        sessions=session_factory(engine),
+    )
+    hub_task = asyncio.create_task(services.hub.run(), name="switchboard-hub")
+    try:
+        async with asyncio.timeout(10):
+            await services.hub.wait_ready()
+        yield services
+    finally:
+        hub_task.cancel()
+        with suppress(asyncio.CancelledError):
+            await hub_task
+        inline_deps = services.inline_ctx.get("deps")
+        if inline_deps is not None:
+            await inline_deps.close()
+        await hub_redis.aclose()
+        await redis.aclose()
+        await engine.dispose()

@@ -1,0 +1,218 @@
+"""Who is asking, and may they read this: token authentication and GitLab's read rules.
+
+Read rules (GitLab's, reduced to what Switchboard serves):
+- an admin reads everything;
+- a public project or group is readable by anyone, an internal one by any signed-in user;
+- a private project needs a membership of the project or of any group above it (any level, guest up);
+- a private group needs a membership of it, of a group above it, or of anything inside it;
+- an issue needs its project, and when confidential also reporter+ or being its author;
+- a note is readable iff its noteable is.
+
+The mutation hot path is `authenticate` (one query) + `readable_resource` (at most two more).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.interfaces import ORMOption
+
+from core.errors import AccessDenied
+from core.ids import GlobalID
+from core.tables import AccessLevel, Group, Issue, Member, Note, PersonalAccessToken, Project, User, Visibility, utcnow
+
+__all__ = [
+    "SCOPES",
+    "TOKEN_PREFIX",
+    "Principal",
+    "Resource",
+    "access_level",
+    "authenticate",
+    "can_read",
+    "find_resource",
+    "get_principal",
+    "hash_token",
+    "new_token",
+    "readable_resource",
+    "resource_notes",
+]
+
+logger = logging.getLogger(__name__)
+
+TOKEN_PREFIX = "glpat-"
+SCOPES = ("api", "read_api", "ai_features")
+
+Resource = Issue | Project | Group | Note
+_MODELS: dict[str, type[Resource]] = {"Issue": Issue, "Project": Project, "Group": Group, "Note": Note}
+
+
+def hash_token(token: str) -> str:
+    """The SHA-256 hex digest under which a token is stored."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(20)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated user, with the scopes of the token used (empty when not from a token)."""
+
+    user_id: int
+    username: str
+    admin: bool
+    scopes: frozenset[str]
+
+    @property
+    def gid(self) -> str:
+        return str(GlobalID("User", self.user_id))
+
+    def has_scope(self, *scopes: str) -> bool:
+        """True when the token carries any of `scopes`."""
+        return not self.scopes.isdisjoint(scopes)
+
+
+async def authenticate(session: AsyncSession, token: str) -> Principal | None:
+    """The principal a token stands for; None when it is unknown, revoked or expired. Writes nothing."""
+    if not token:
+        return None
+    query = (
+        select(User.id, User.username, User.admin, PersonalAccessToken.scopes)
+        .join(User, User.id == PersonalAccessToken.user_id)
+        .where(
+            PersonalAccessToken.token_digest == hash_token(token),
+            PersonalAccessToken.revoked.is_(False),
+            or_(PersonalAccessToken.expires_at.is_(None), PersonalAccessToken.expires_at > utcnow()),
+        )
+    )
+    row = (await session.execute(query)).one_or_none()
+    if row is None:
+        return None
+    scopes = frozenset(scope for scope in row.scopes.split(",") if scope)
+    return Principal(row.id, row.username, row.admin, scopes)
+
+
+async def get_principal(session: AsyncSession, user_id: int) -> Principal | None:
+    """The principal for a user ID (the worker re-checking access); no scopes."""
+    row = (await session.execute(select(User.username, User.admin).where(User.id == user_id))).one_or_none()
+    return None if row is None else Principal(user_id, row.username, row.admin, frozenset())
+
+
+async def find_resource(session: AsyncSession, gid: GlobalID) -> Resource | None:
+    """The Issue, Project, Group or Note a global ID names, with what `can_read` needs loaded; else None."""
+    model = _MODELS.get(gid.type)
+    if model is None:
+        return None
+    return await session.scalar(select(model).where(model.id == gid.id).options(*_eager(model)))
+
+
+async def readable_resource(session: AsyncSession, principal: Principal | None, gid: GlobalID) -> Resource:
+    """The resource `gid` names if `principal` may read it; AccessDenied (GitLab's text) otherwise."""
+    resource = await find_resource(session, gid)
+    if resource is None or not await can_read(session, principal, resource):
+        raise AccessDenied()
+    return resource
+
+
+async def can_read(session: AsyncSession, principal: Principal | None, resource: object) -> bool:
+    """GitLab's read permission of `principal` (None: anonymous) on `resource`."""
+    if principal is not None and principal.admin:
+        return True
+    match resource:
+        case Note():
+            noteable = await _noteable(resource)
+            return noteable is not None and await can_read(session, principal, noteable)
+        case Issue():
+            return await _can_read_issue(session, principal, resource)
+        case Project():
+            if _open_to(principal, resource.visibility):
+                return True
+            return principal is not None and await access_level(session, principal, resource) > 0
+        case Group():
+            return _open_to(principal, resource.visibility) or await _member_in_tree(session, principal, resource)
+    return False
+
+
+async def access_level(session: AsyncSession, principal: Principal, resource: Project | Group) -> int:
+    """The highest access level `principal` holds on a project or group, inherited from the groups above
+    it; 0 without any membership. Admins get no implicit level here."""
+    group = await resource.awaitable_attrs.group if isinstance(resource, Project) else resource
+    ancestors = select(Group.id).where(Group.full_path.in_(group.ancestor_paths))
+    sources = [and_(Member.source_type == "Group", Member.source_id.in_(ancestors))]
+    if isinstance(resource, Project):
+        sources.append(and_(Member.source_type == "Project", Member.source_id == resource.id))
+    query = select(func.max(Member.access_level)).where(Member.user_id == principal.user_id, or_(*sources))
+    return await session.scalar(query) or 0
+
+
+async def resource_notes(session: AsyncSession, resource: object) -> list[Note]:
+    """The human notes on an issue, oldest first, with their authors loaded; [] for anything else."""
+    if not isinstance(resource, Issue):
+        return []
+    query = (
+        select(Note)
+        .options(joinedload(Note.author))
+        .where(Note.noteable_type == "Issue", Note.noteable_id == resource.id, Note.system.is_(False))
+        .order_by(Note.created_at, Note.id)
+    )
+    return list(await session.scalars(query))
+
+
+def _eager(model: type[Resource]) -> list[ORMOption]:
+    if model is Issue:
+        return [joinedload(Issue.project).joinedload(Project.group)]
+    if model is Note:
+        return [joinedload(Note.issue).joinedload(Issue.project).joinedload(Project.group)]
+    if model is Project:
+        return [joinedload(Project.group)]
+    return []
+
+
+def _open_to(principal: Principal | None, visibility: str) -> bool:
+    return visibility == Visibility.PUBLIC or (visibility == Visibility.INTERNAL and principal is not None)
+
+
+async def _can_read_issue(session: AsyncSession, principal: Principal | None, issue: Issue) -> bool:
+    project = await issue.awaitable_attrs.project
+    open_project = _open_to(principal, project.visibility)
+    if open_project and not issue.confidential:
+        return True
+    if principal is None:
+        return False
+    level = await access_level(session, principal, project)
+    if not (open_project or level > 0):
+        return False
+    return not issue.confidential or level >= AccessLevel.REPORTER or issue.author_id == principal.user_id
+
+
+async def _noteable(note: Note) -> object | None:
+    if note.noteable_type == "Issue":
+        return await note.awaitable_attrs.issue
+    logger.warning("note %s has an unknown noteable type %r", note.id, note.noteable_type)
+    return None
+
+
+async def _member_in_tree(session: AsyncSession, principal: Principal | None, group: Group) -> bool:
+    """Whether `principal` is a member of `group`, of a group above it, or of a subgroup or project in it."""
+    if principal is None:
+        return False
+    below = Group.full_path.startswith(group.full_path + "/", autoescape=True)
+    tree = select(Group.id).where(or_(Group.full_path.in_(group.ancestor_paths), below))
+    projects = select(Project.id).where(
+        Project.group_id.in_(select(Group.id).where(or_(Group.id == group.id, below)))
+    )
+    query = select(Member.id).where(
+        Member.user_id == principal.user_id,
+        or_(
+            and_(Member.source_type == "Group", Member.source_id.in_(tree)),
+            and_(Member.source_type == "Project", Member.source_id.in_(projects)),
+        ),
+    ).limit(1)
+    return await session.scalar(query) is not None

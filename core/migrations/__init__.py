@@ -1,0 +1,1 @@
+"""Alembic migrations of the Switchboard schema (applied by `core.db.upgrade`)."""

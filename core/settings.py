@@ -1,0 +1,72 @@
+"""Configuration from the environment (and `.env` when present). Built only in entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every knob of Switchboard. Field names work as keyword arguments; the aliases are the env names."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "database_url"))
+    mode: Literal["saas", "self_managed"] = Field(
+        "self_managed", validation_alias=_env("SWITCHBOARD_MODE", "mode")
+    )
+    mock_model_responses: bool | None = Field(
+        None, validation_alias=_env("SWITCHBOARD_MOCK_MODEL_RESPONSES", "mock_model_responses")
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("ANTHROPIC_API_KEY", "anthropic_api_key")
+    )
+    google_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("GOOGLE_API_KEY", "GEMINI_API_KEY", "google_api_key")
+    )
+    secret_key: SecretStr | None = Field(None, validation_alias=_env("SWITCHBOARD_SECRET_KEY", "secret_key"))
+    sync_execution: bool = Field(False, validation_alias=_env("SWITCHBOARD_SYNC_EXECUTION", "sync_execution"))
+    ai_action_rate_limit: int = Field(
+        160, ge=0, validation_alias=_env("SWITCHBOARD_AI_ACTION_RATE_LIMIT", "ai_action_rate_limit")
+    )
+    data_dir: Path = Field(Path(".data"), validation_alias=_env("SWITCHBOARD_DATA_DIR", "data_dir"))
+    port: int = Field(8080, validation_alias=_env("PORT", "port"))
+
+    # Worker: how many jobs one process runs at once, how long a job may take in all, and the lease that
+    # lets another worker take over the job of a worker that died (renewed every lease/3 while alive).
+    worker_max_jobs: int = Field(2000, validation_alias=_env("SWITCHBOARD_WORKER_MAX_JOBS", "worker_max_jobs"))
+    job_timeout_s: float = Field(300.0, validation_alias=_env("SWITCHBOARD_JOB_TIMEOUT_S", "job_timeout_s"))
+    job_lease_s: float = Field(10.0, gt=0, validation_alias=_env("SWITCHBOARD_JOB_LEASE_S", "job_lease_s"))
+    poll_delay_s: float = Field(0.5, gt=0, validation_alias=_env("SWITCHBOARD_POLL_DELAY_S", "poll_delay_s"))
+    # Overrides every feature's model-call timeout when set (operators; tests).
+    llm_timeout_s: float | None = Field(None, validation_alias=_env("SWITCHBOARD_LLM_TIMEOUT_S", "llm_timeout_s"))
+
+    # Streams: how long a route's messages stay replayable, and how many the shared stream keeps.
+    replay_ttl_s: int = Field(3600, ge=600, validation_alias=_env("SWITCHBOARD_REPLAY_TTL_S", "replay_ttl_s"))
+    route_maxlen: int = Field(1000, validation_alias=_env("SWITCHBOARD_ROUTE_MAXLEN", "route_maxlen"))
+    firehose_maxlen: int = Field(100_000, validation_alias=_env("SWITCHBOARD_FIREHOSE_MAXLEN", "firehose_maxlen"))
+    redis_max_connections: int = Field(
+        32, validation_alias=_env("SWITCHBOARD_REDIS_MAX_CONNECTIONS", "redis_max_connections")
+    )
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL in force: `DATABASE_URL`, else SQLite under the data directory."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'switchboard.db'}"
+
+    @property
+    def use_mock_model(self) -> bool:
+        """The mock model answers when asked to, or when no provider credential is set."""
+        if self.mock_model_responses is not None:
+            return self.mock_model_responses
+        return self.anthropic_api_key is None and self.google_api_key is None

@@ -1,0 +1,116 @@
+"""The per-process fan-out hub: one Redis connection reads every message for every local subscriber.
+
+The hub follows the shared stream (`keys.FIREHOSE`) with a blocking XREAD on its own connection and hands
+each entry to the subscribers registered for one of the entry's routes. However many websockets a web
+process holds, it reads Redis through this one connection (plus the bounded pool used for replays).
+A lost connection is re-established and reading resumes from the last entry seen, so nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from core import keys
+from subscriptions.messages import AiMessage
+
+__all__ = ["Hub", "Subscriber", "SubscriberOverflow"]
+
+log = logging.getLogger(__name__)
+
+
+class SubscriberOverflow(Exception):
+    """A subscriber fell too far behind; it should resubscribe with `after` set to its last cursor."""
+
+
+class Subscriber:
+    """One subscription's inbox. Iterate it to receive messages; the hub fills it."""
+
+    __slots__ = ("route", "_queue", "_overflowed")
+
+    def __init__(self, route: str, maxsize: int) -> None:
+        self.route = route
+        self._queue: asyncio.Queue[AiMessage] = asyncio.Queue(maxsize)
+        self._overflowed = False
+
+    def deliver(self, message: AiMessage) -> None:
+        try:
+            self._queue.put_nowait(message)
+        except asyncio.QueueFull:
+            self._overflowed = True
+
+    async def __aiter__(self) -> AsyncIterator[AiMessage]:
+        while True:
+            if self._overflowed and self._queue.empty():
+                raise SubscriberOverflow("too many undelivered messages; resubscribe with `after`")
+            yield await self._queue.get()
+
+
+class Hub:
+    def __init__(self, redis: Redis, *, block_ms: int = 5_000, batch: int = 1_000, inbox_size: int = 10_000) -> None:
+        self._redis = redis  # a client of its own: XREAD BLOCK holds its connection
+        self._block_ms = block_ms
+        self._batch = batch
+        self._inbox_size = inbox_size
+        self._routes: defaultdict[str, set[Subscriber]] = defaultdict(set)
+        self._last_id: str | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(subs) for subs in self._routes.values())
+
+    def subscribe(self, route: str) -> Subscriber:
+        subscriber = Subscriber(route, self._inbox_size)
+        self._routes[route].add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        subs = self._routes.get(subscriber.route)
+        if subs is not None:
+            subs.discard(subscriber)
+            if not subs:
+                del self._routes[subscriber.route]
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def run(self) -> None:
+        """Follow the shared stream until cancelled."""
+        backoff = 0.1
+        while True:
+            try:
+                if self._last_id is None:
+                    newest = await self._redis.xrevrange(keys.FIREHOSE, count=1)
+                    self._last_id = newest[0][0].decode() if newest else "0-0"
+                    self._ready.set()
+                await self._read_once()
+                backoff = 0.1
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("hub lost Redis (%s); reconnecting in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _read_once(self) -> None:
+        assert self._last_id is not None
+        response = await self._redis.xread({keys.FIREHOSE: self._last_id}, count=self._batch, block=self._block_ms)
+        for _stream, entries in response:
+            for entry_id, fields in entries:
+                self._dispatch(entry_id.decode(), fields)
+                self._last_id = entry_id.decode()
+
+    def _dispatch(self, cursor: str, fields: dict[bytes, bytes]) -> None:
+        targets = [self._routes.get(route) for route in fields[b"r"].decode().split(",")]
+        if not any(targets):
+            return
+        message = AiMessage.from_wire(orjson.loads(fields[b"m"]), cursor=cursor)
+        for subs in targets:
+            for subscriber in subs or ():
+                subscriber.deliver(message)

@@ -1,0 +1,86 @@
+"""Response messages and the routes they are published under.
+
+Routing is exact-match, as in GitLab's GraphqlTriggers: a message goes out under one or more argument sets
+and a subscription receives it iff its own arguments (ignoring `after`) equal one of them. An argument set
+is reduced to a short `route_id` so that publishing and matching compare strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+__all__ = ["AiMessage", "Role", "route_id", "routes_for"]
+
+Role = Literal["user", "assistant", "system"]
+
+
+@dataclass(frozen=True, slots=True)
+class AiMessage:
+    request_id: str
+    role: Role
+    content: str | None = None
+    content_html: str | None = None
+    chunk_id: int | None = None
+    errors: tuple[str, ...] = ()
+    type: str | None = None
+    extras: dict[str, object] | None = None
+    thread_id: str | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    timestamp: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    cursor: str | None = None  # the stream position; set when read back, never published
+
+    @property
+    def final(self) -> bool:
+        return self.chunk_id is None and self.role != "user"
+
+    def to_wire(self) -> dict[str, object]:
+        data = asdict(self)
+        data.pop("cursor")
+        return {k: v for k, v in data.items() if v is not None and v != ()}
+
+    @classmethod
+    def from_wire(cls, data: dict[str, object], cursor: str | None = None) -> AiMessage:
+        errors = data.get("errors") or ()
+        return cls(**{**data, "errors": tuple(errors), "cursor": cursor})  # type: ignore[arg-type]
+
+
+def route_id(
+    user_gid: str,
+    *,
+    resource_gid: str | None = None,
+    client_subscription_id: str | None = None,
+    ai_action: str | None = None,
+) -> str:
+    """The id of one exact argument set of `aiCompletionResponse` (`after` is not part of it)."""
+    canonical = "\x1f".join(
+        f"{name}={value}"
+        for name, value in (
+            ("userId", user_gid),
+            ("resourceId", resource_gid),
+            ("clientSubscriptionId", client_subscription_id),
+            ("aiAction", ai_action),
+        )
+        if value is not None
+    )
+    return hashlib.blake2b(canonical.encode(), digest_size=12).hexdigest()
+
+
+def routes_for(
+    user_gid: str,
+    *,
+    resource_gid: str | None,
+    ai_action: str | None,
+    client_subscription_id: str | None,
+) -> list[str]:
+    """The routes of one message: `{user, resource}` when it is about a resource and `{user, aiAction}` for
+    chat, each with the client subscription id when given (pass None for the USER echo and broadcasts)."""
+    routes: list[str] = []
+    if resource_gid is not None:
+        routes.append(route_id(user_gid, resource_gid=resource_gid, client_subscription_id=client_subscription_id))
+    if ai_action is not None:
+        routes.append(route_id(user_gid, ai_action=ai_action, client_subscription_id=client_subscription_id))
+    return routes

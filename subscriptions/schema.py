@@ -1,0 +1,146 @@
+"""The `aiCompletionResponse` subscription and the `AiMessage` GraphQL type."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from enum import Enum
+from typing import Any, Protocol
+
+import strawberry
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from strawberry.scalars import JSON
+
+from core.access import Principal, readable_resource
+from core.errors import RESOURCE_NOT_AVAILABLE, AccessDenied
+from core.ids import AI_MODEL_TYPES, GlobalID
+from subscriptions.hub import Hub
+from subscriptions.messages import AiMessage, route_id
+from subscriptions.scalars import AiConversationThreadID, AiModelID, Time, UserID
+from subscriptions.streams import after_cursor, parse_cursor, replay
+
+__all__ = ["Subscription", "AiMessageType", "AiMessageRole", "AiAction", "SubscriptionContext"]
+
+
+class SubscriptionContext(Protocol):
+    principal: Principal | None
+    hub: Hub
+    redis: Redis
+    sessions: async_sessionmaker[AsyncSession]
+
+
+@strawberry.enum(name="AiAction", description="Action to subscribe to.")
+class AiAction(Enum):
+    CHAT = "chat"
+
+
+@strawberry.enum(name="AiMessageRole", description="Possible message roles for AI features.")
+class AiMessageRole(Enum):
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+
+
+@strawberry.enum(name="AiMessageType", description="Types of messages returned from AI features.")
+class AiMessageTypeEnum(Enum):
+    TOOL = "tool"
+
+
+@strawberry.type(name="AiMessageExtras", description="Extra metadata for AI message.")
+class AiMessageExtras:
+    sources: list[JSON] | None = None
+    has_feedback: bool | None = None
+    additional_context: list[JSON] | None = None
+
+
+@strawberry.type(name="AiMessage", description="AI features communication message")
+class AiMessageType:
+    id: strawberry.ID | None
+    request_id: str | None = strawberry.field(description="UUID of the original request. Shared between chat prompt and response.")
+    content: str | None
+    content_html: str | None
+    role: AiMessageRole
+    timestamp: Time  # type: ignore[valid-type]
+    chunk_id: int | None = strawberry.field(description="Incremental ID for a chunk from a streamed message. Null when it is not a streamed message.")
+    errors: list[str] | None
+    type: AiMessageTypeEnum | None
+    extras: AiMessageExtras | None
+    thread_id: AiConversationThreadID | None  # type: ignore[valid-type]
+    cursor: str | None = strawberry.field(description="Position of this message in its subscription's stream; pass as `after` to resume.")
+
+    @classmethod
+    def from_model(cls, message: AiMessage) -> AiMessageType:
+        extras = message.extras
+        return cls(
+            id=strawberry.ID(message.id),
+            request_id=message.request_id,
+            content=message.content,
+            content_html=message.content_html,
+            role=AiMessageRole(message.role),
+            timestamp=message.timestamp,
+            chunk_id=message.chunk_id,
+            errors=list(message.errors),
+            type=AiMessageTypeEnum(message.type) if message.type else None,
+            extras=AiMessageExtras(
+                sources=extras.get("sources"),  # type: ignore[arg-type]
+                has_feedback=extras.get("has_feedback"),  # type: ignore[arg-type]
+                additional_context=extras.get("additional_context"),  # type: ignore[arg-type]
+            )
+            if extras
+            else None,
+            thread_id=message.thread_id,
+            cursor=message.cursor,
+        )
+
+
+async def _authorize(context: SubscriptionContext, user_id: str | None, resource_id: str | None) -> str | None:
+    """The caller's GID when they may subscribe with these arguments; raises AccessDenied otherwise."""
+    principal = context.principal
+    if principal is None or user_id is None:
+        raise AccessDenied(RESOURCE_NOT_AVAILABLE)
+    if GlobalID.parse(user_id, argument="userId", types={"User"}).id != principal.user_id:
+        raise AccessDenied(RESOURCE_NOT_AVAILABLE)
+    if resource_id is None:
+        return None
+    gid = GlobalID.parse(resource_id, argument="resourceId", types=AI_MODEL_TYPES)
+    async with context.sessions() as session:
+        await readable_resource(session, principal, gid)
+    return str(gid)
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Triggered when a response from AI integration is received. Pass `after` (a message's "
+        "`cursor`) to first replay what was published after it."
+    )
+    async def ai_completion_response(
+        self,
+        info: strawberry.Info,
+        user_id: UserID | None = None,  # type: ignore[valid-type]
+        resource_id: AiModelID | None = None,  # type: ignore[valid-type]
+        client_subscription_id: str | None = None,
+        ai_action: AiAction | None = None,
+        after: str | None = None,
+    ) -> AsyncGenerator[AiMessageType | None, None]:
+        context: Any = info.context
+        resource_gid = await _authorize(context, user_id, resource_id)
+        since = parse_cursor(after) if after is not None else None
+        route = route_id(
+            context.principal.gid,
+            resource_gid=resource_gid,
+            client_subscription_id=client_subscription_id,
+            ai_action=ai_action.value if ai_action else None,
+        )
+        subscriber = context.hub.subscribe(route)  # register before replaying: no gap between the two
+        try:
+            if since is not None:
+                for message in await replay(context.redis, route, since):
+                    yield AiMessageType.from_model(message)
+                    since = parse_cursor(message.cursor or "0-0")
+            async for message in subscriber:
+                if since is not None and not after_cursor(message.cursor or "0-0", since):
+                    continue  # already replayed
+                yield AiMessageType.from_model(message)
+        finally:
+            context.hub.unsubscribe(subscriber)

@@ -1,0 +1,85 @@
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.seed import seed
+from core.access import authenticate
+from core.db import create_engine, session_factory
+from core.tables import Base, Group, Issue, Member, Note, PersonalAccessToken, Project, User
+
+USERS = ["root", "alice", "bob", "carol", "mallory"]
+
+
+def _without_tokens(data: dict[str, Any]) -> dict[str, Any]:
+    users = {name: {k: v for k, v in user.items() if k != "token"} for name, user in data["users"].items()}
+    return {**data, "users": users}
+
+
+async def _counts(session: AsyncSession) -> dict[str, int]:
+    models: list[type[Base]] = [User, PersonalAccessToken, Group, Project, Member, Issue, Note]
+    return {model.__tablename__: await session.scalar(select(func.count()).select_from(model)) for model in models}
+
+
+async def test_seed_returns_the_documented_json(session: AsyncSession) -> None:
+    data = await seed(session)
+    assert list(data) == ["users", "groups", "projects", "resources"]
+    assert list(data["users"]) == USERS
+    for number, name in enumerate(USERS, start=1):
+        user = data["users"][name]
+        assert set(user) == {"id", "gid", "token"}
+        assert user["id"] == number and user["gid"] == f"gid://gitlab/User/{number}"
+        assert user["token"].startswith("glpat-")
+    assert data["groups"] == {"gitlab-duo": "gid://gitlab/Group/1", "gitlab-duo/child": "gid://gitlab/Group/2"}
+    assert data["projects"] == {"gitlab-duo/test": "gid://gitlab/Project/1"}
+    assert data["resources"] == {"issue": "gid://gitlab/Issue/1", "confidential_issue": "gid://gitlab/Issue/2"}
+
+
+async def test_seed_creates_the_demo_world(session: AsyncSession) -> None:
+    await seed(session)
+    assert await _counts(session) == {
+        "users": 5,
+        "personal_access_tokens": 5,
+        "groups": 2,
+        "projects": 1,
+        "members": 3,
+        "issues": 2,
+        "notes": 4,
+    }
+    root = await session.scalar(select(User).where(User.username == "root"))
+    assert root is not None and root.admin
+    levels = dict((await session.execute(select(User.username, Member.access_level).join(Member))).tuples())
+    assert levels == {"alice": 50, "bob": 30, "carol": 30}
+    confidential = await session.get(Issue, 2)
+    assert confidential is not None and confidential.confidential and confidential.author_id == 2
+
+
+async def test_seeding_twice_keeps_ids_and_creates_only_tokens(session: AsyncSession) -> None:
+    first = await seed(session)
+    await session.commit()
+    before = await _counts(session)
+    second = await seed(session)
+    await session.commit()
+    after = await _counts(session)
+    assert _without_tokens(second) == _without_tokens(first)
+    assert after == {**before, "personal_access_tokens": before["personal_access_tokens"] + len(USERS)}
+    assert all(first["users"][name]["token"] != second["users"][name]["token"] for name in USERS)
+
+
+async def test_every_seed_token_authenticates_as_its_user(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            first = await seed(session)
+            await session.commit()
+            second = await seed(session)
+            await session.commit()
+        async with session_factory(engine)() as session:
+            for data in (first, second):
+                for name, user in data["users"].items():
+                    principal = await authenticate(session, user["token"])
+                    assert principal is not None and (principal.username, principal.gid) == (name, user["gid"])
+                    assert principal.scopes == {"api", "ai_features"}
+                    assert principal.admin is (name == "root")
+    finally:
+        await engine.dispose()

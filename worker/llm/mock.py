@@ -1,0 +1,83 @@
+"""The mock model (SPEC §8.3): deterministic answers for development, tests and benchmarks.
+
+It answers `echo: <user text>`. When the user text holds `<response ...>...</response>` tags it plays them
+instead, one per call of the request (the last one repeats), honouring `latency_ms` (before the first
+chunk), `chunk_delay_ms` (between chunks) and `error` (`429`, `529`, `500`, `timeout`). It streams one chunk
+per word, each with the whitespace before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from core.errors import ProviderError, ProviderRateLimited, ProviderTimeout
+from worker.llm.base import Completion
+
+__all__ = ["MockModel", "Script", "scripts_in"]
+
+_TAG = re.compile(r"<response(?P<attrs>(?:\s+[a-z_]+\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]+))*)\s*>(?P<body>.*?)</response>", re.S)
+_ATTR = re.compile(r"([a-z_]+)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))")
+_WORD = re.compile(r"\s*\S+")
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    text: str
+    latency_ms: int = 0
+    chunk_delay_ms: int = 0
+    error: str | None = None
+
+
+def scripts_in(user_text: str) -> list[Script]:
+    scripts = []
+    for tag in _TAG.finditer(user_text):
+        attrs = {m.group(1): next(g for g in m.groups()[1:] if g is not None) for m in _ATTR.finditer(tag["attrs"])}
+        scripts.append(
+            Script(
+                text=tag["body"],
+                latency_ms=_non_negative_int(attrs.get("latency_ms")),
+                chunk_delay_ms=_non_negative_int(attrs.get("chunk_delay_ms")),
+                error=attrs.get("error"),
+            )
+        )
+    return scripts
+
+
+def _non_negative_int(value: str | None) -> int:
+    try:
+        return max(0, int(value)) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+class MockModel:
+    name = "mock"
+
+    async def stream(self, completion: Completion) -> AsyncIterator[str]:
+        scripts = scripts_in(completion.user)
+        script = scripts[min(completion.turn, len(scripts) - 1)] if scripts else Script(f"echo: {completion.user}")
+        if script.latency_ms:
+            await asyncio.sleep(script.latency_ms / 1000)
+        _raise_scripted(script.error)
+        for index, word in enumerate(_WORD.findall(script.text)):
+            if index and script.chunk_delay_ms:
+                await asyncio.sleep(script.chunk_delay_ms / 1000)
+            yield word
+
+
+def _raise_scripted(error: str | None) -> None:
+    match error:
+        case None | "":
+            return
+        case "429" | "529":
+            raise ProviderRateLimited("mock", int(error))
+        case "timeout":
+            raise ProviderTimeout("mock")
+        case _ if error.isdigit():
+            status = int(error)
+            raise ProviderError("mock", status, "scripted error", retryable=status >= 500)
+        case _:
+            raise ProviderError("mock", None, f"scripted error {error!r}")
