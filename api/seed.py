@@ -1,9 +1,10 @@
 """Deterministic demo data (SPEC §11): users, the `gitlab-duo` group tree, a project, issues and notes.
 
-On an empty database the rows get the same IDs every time, on SQLite and PostgreSQL alike: they are
-inserted one by one in a fixed order and take the first values of each table's sequence. On a seeded
-database nothing new is created and IDs are kept; only fresh tokens are issued (earlier ones stay valid).
-Like `api.accounts`, `seed` flushes but does not commit: the caller owns the transaction.
+Rows are found by their natural keys (username, full path, ...); a missing one is inserted with its fixed
+ID (the next free one if that is taken), so an empty database gets the same IDs every time, on SQLite and
+PostgreSQL alike, whatever its sequences went through; PostgreSQL's sequences are then moved past them.
+On a seeded database nothing new is created and IDs are kept; only fresh tokens are issued (earlier ones
+stay valid). Like `api.accounts`, `seed` flushes but does not commit: the caller owns the transaction.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.accounts import DEFAULT_SCOPES, create_token
@@ -24,12 +25,12 @@ logger = logging.getLogger(__name__)
 
 _Row = TypeVar("_Row", bound=Base)
 
-_USERS = (
-    ("root", "Administrator", True),
-    ("alice", "Alice Liddell", False),
-    ("bob", "Bob Ross", False),
-    ("carol", "Carol Danvers", False),
-    ("mallory", "Mallory Martin", False),
+_USERS = (  # id, username, name, admin
+    (1, "root", "Administrator", True),
+    (2, "alice", "Alice Liddell", False),
+    (3, "bob", "Bob Ross", False),
+    (4, "carol", "Carol Danvers", False),
+    (5, "mallory", "Mallory Martin", False),
 )
 _MEMBERS = (("alice", AccessLevel.OWNER), ("bob", AccessLevel.DEVELOPER), ("carol", AccessLevel.DEVELOPER))
 
@@ -52,20 +53,30 @@ _CONFIDENTIAL_ISSUE = (
 
 async def seed(session: AsyncSession) -> dict[str, Any]:
     """Create what is missing of the demo data, issue fresh tokens, and return SPEC §11's document."""
-    users = await _users(session)
+    users = {
+        username: await _ensure(session, User, id=number, username=username, name=name, admin=admin)
+        for number, username, name, admin in _USERS
+    }
     private = Visibility.PRIVATE
     top = await _ensure(
-        session, Group, full_path="gitlab-duo", name="GitLab Duo", path="gitlab-duo", visibility=private
+        session, Group, id=1, full_path="gitlab-duo", name="GitLab Duo", path="gitlab-duo", visibility=private
     )
     child = await _ensure(
-        session, Group, full_path="gitlab-duo/child", name="Child", path="child", parent_id=top.id, visibility=private
+        session,
+        Group,
+        id=2,
+        full_path="gitlab-duo/child",
+        name="Child",
+        path="child",
+        parent_id=top.id,
+        visibility=private,
     )
-    for username, level in _MEMBERS:
-        await _ensure(
-            session, Member, user_id=users[username].id, source_type="Group", source_id=top.id, access_level=level
-        )
-    project = await _ensure(session, Project, group_id=top.id, path="test", name="Test", visibility=private)
+    for number, (username, level) in enumerate(_MEMBERS, start=1):
+        member = {"user_id": users[username].id, "source_type": "Group", "source_id": top.id}
+        await _ensure(session, Member, id=number, access_level=level, **member)
+    project = await _ensure(session, Project, id=1, group_id=top.id, path="test", name="Test", visibility=private)
     issue, confidential = await _issues(session, project, users)
+    await _advance_sequences(session)
     tokens = {name: await create_token(session, name, scopes=DEFAULT_SCOPES, name="seed") for name in users}
     logger.info("seeded demo data; issued %d tokens", len(tokens))
     return {
@@ -82,26 +93,27 @@ async def seed(session: AsyncSession) -> dict[str, Any]:
     }
 
 
-async def _users(session: AsyncSession) -> dict[str, User]:
-    return {
-        username: await _ensure(session, User, username=username, name=name, admin=admin)
-        for username, name, admin in _USERS
-    }
-
-
 async def _issues(session: AsyncSession, project: Project, users: dict[str, User]) -> tuple[Issue, Issue]:
     title, description = _ISSUE
     issue = await _ensure(
-        session, Issue, project_id=project.id, iid=1, title=title, description=description, author_id=users["bob"].id
+        session,
+        Issue,
+        id=1,
+        project_id=project.id,
+        iid=1,
+        title=title,
+        description=description,
+        author_id=users["bob"].id,
     )
-    for username, body in _NOTES:
-        await _note(session, issue, users[username], body, system=False)
-    username, body = _SYSTEM_NOTE
-    await _note(session, issue, users[username], body, system=True)
+    notes = [(username, body, False) for username, body in _NOTES] + [(*_SYSTEM_NOTE, True)]
+    for number, (username, body, system) in enumerate(notes, start=1):
+        noteable = {"noteable_type": "Issue", "noteable_id": issue.id}
+        await _ensure(session, Note, id=number, author_id=users[username].id, body=body, system=system, **noteable)
     title, description = _CONFIDENTIAL_ISSUE
     confidential = await _ensure(
         session,
         Issue,
+        id=2,
         project_id=project.id,
         iid=2,
         title=title,
@@ -112,29 +124,37 @@ async def _issues(session: AsyncSession, project: Project, users: dict[str, User
     return issue, confidential
 
 
-async def _note(session: AsyncSession, issue: Issue, author: User, body: str, *, system: bool) -> Note:
-    return await _ensure(
-        session, Note, noteable_type="Issue", noteable_id=issue.id, author_id=author.id, body=body, system=system
-    )
-
-
 _KEYS: dict[type[Base], tuple[str, ...]] = {
     User: ("username",),
     Group: ("full_path",),
-    Project: ("group_id", "path"),
     Member: ("user_id", "source_type", "source_id"),
+    Project: ("group_id", "path"),
     Issue: ("project_id", "iid"),
     Note: ("noteable_type", "noteable_id", "author_id", "body", "system"),
 }
 
 
-async def _ensure(session: AsyncSession, model: type[_Row], **values: Any) -> _Row:
-    """The row of `model` whose natural key matches `values`, inserted (and flushed, to take the next ID)
-    when missing. Existing rows are left as they are."""
+async def _ensure(session: AsyncSession, model: type[_Row], *, id: int, **values: Any) -> _Row:
+    """The row of `model` whose natural key matches `values`; when missing, inserted with `id` (or the
+    sequence's next one if `id` is taken) and flushed. Existing rows are left as they are."""
     key = {name: values[name] for name in _KEYS[model]}
     row = await session.scalar(select(model).filter_by(**key))
     if row is None:
+        if await session.get(model, id) is None:
+            values["id"] = id
         row = model(**values)
         session.add(row)
         await session.flush()
     return row
+
+
+async def _advance_sequences(session: AsyncSession) -> None:
+    """Move PostgreSQL's ID sequences past the explicit IDs (SQLite takes max(id) + 1 by itself)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for model in _KEYS:
+        table = model.__table__.name
+        next_id = f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table})"
+        await session.execute(
+            text(f"SELECT setval(pg_get_serial_sequence(:table, 'id'), {next_id}, false)"), {"table": table}
+        )

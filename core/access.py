@@ -167,11 +167,11 @@ async def resource_notes(session: AsyncSession, resource: object) -> list[Note]:
 
 def _eager(model: type[Resource]) -> list[ORMOption]:
     if model is Issue:
-        return [joinedload(Issue.project).joinedload(Project.group)]
+        return [joinedload(Issue.project, innerjoin=True).joinedload(Project.group, innerjoin=True)]
     if model is Note:
         return [joinedload(Note.issue).joinedload(Issue.project).joinedload(Project.group)]
     if model is Project:
-        return [joinedload(Project.group)]
+        return [joinedload(Project.group, innerjoin=True)]
     return []
 
 

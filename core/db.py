@@ -37,7 +37,8 @@ _SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
 def create_engine(settings: Settings | str, *, pooled: bool = True) -> AsyncEngine:
-    """An engine for `settings.database` (or a URL given directly).
+    """An engine for `settings.database` (or a URL given directly); `postgresql://` and `sqlite://` URLs
+    without a driver get asyncpg and aiosqlite.
 
     `pooled=False` opens a connection per checkout, for one-shot commands and scripts.
     """
@@ -70,6 +71,7 @@ def _migration_engine(url: str) -> AsyncEngine:
 
 
 def _engine(url: URL, *, pooled: bool, foreign_keys: bool) -> AsyncEngine:
+    url = _async_driver(url)
     options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if url.get_backend_name() != "sqlite":
         return create_async_engine(url, **(_POOL if pooled else options))
@@ -77,6 +79,15 @@ def _engine(url: URL, *, pooled: bool, foreign_keys: bool) -> AsyncEngine:
     engine = create_async_engine(url, **options)
     event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))
     return engine
+
+
+def _async_driver(url: URL) -> URL:
+    """Plain `postgresql://` (or `postgres://`) and `sqlite://` URLs get the async drivers."""
+    if url.drivername in ("postgres", "postgresql"):
+        return url.set(drivername="postgresql+asyncpg")
+    if url.drivername == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    return url
 
 
 def _make_parent_dir(url: URL) -> None:

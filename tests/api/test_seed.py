@@ -1,8 +1,9 @@
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.accounts import create_user
 from api.seed import seed
 from core.access import authenticate
 from core.db import create_engine, session_factory
@@ -48,7 +49,7 @@ async def test_seed_creates_the_demo_world(session: AsyncSession) -> None:
     }
     root = await session.scalar(select(User).where(User.username == "root"))
     assert root is not None and root.admin
-    levels = dict((await session.execute(select(User.username, Member.access_level).join(Member))).tuples())
+    levels = dict((await session.execute(select(User.username, Member.access_level).join(Member))).all())
     assert levels == {"alice": 50, "bob": 30, "carol": 30}
     confidential = await session.get(Issue, 2)
     assert confidential is not None and confidential.confidential and confidential.author_id == 2
@@ -83,3 +84,24 @@ async def test_every_seed_token_authenticates_as_its_user(database_url: str) -> 
                     assert principal.admin is (name == "root")
     finally:
         await engine.dispose()
+
+
+async def test_seed_ids_do_not_depend_on_sequences(session: AsyncSession) -> None:
+    await create_user(session, "transient")
+    await session.execute(delete(User))  # on PostgreSQL the users sequence has moved on
+    data = await seed(session)
+    assert [user["id"] for user in data["users"].values()] == [1, 2, 3, 4, 5]
+    assert (await create_user(session, "dora")).id == 6
+    issue = Issue(project_id=1, iid=3, title="after the seed", author_id=6)
+    session.add(issue)
+    await session.flush()
+    assert issue.id == 3
+
+
+async def test_seed_works_around_rows_that_hold_its_ids(session: AsyncSession) -> None:
+    await create_user(session, "dora")
+    data = await seed(session)
+    ids = [user["id"] for user in data["users"].values()]
+    assert 1 not in ids and len(set(ids)) == 5
+    assert data["resources"]["issue"] == "gid://gitlab/Issue/1"
+    assert (await _counts(session))["users"] == 6

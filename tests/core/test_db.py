@@ -60,3 +60,15 @@ async def test_sqlite_gets_its_directory_foreign_keys_and_wal(tmp_path: Path) ->
     finally:
         await engine.dispose()
     assert (tmp_path / "nested" / "data" / "switchboard.db").exists()
+
+
+async def test_urls_without_an_async_driver_get_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'plain.db'}"
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    try:
+        assert engine.url.drivername == "sqlite+aiosqlite"
+        assert await current_revision_ok(engine)
+    finally:
+        await engine.dispose()
+    assert create_engine("postgres://user@localhost/db").url.drivername == "postgresql+asyncpg"

@@ -1,0 +1,243 @@
+"""The processes under test: a private redis-server, a fresh SQLite database, one web and one worker process.
+
+Everything runs in a temporary directory, listens on 127.0.0.1 only, and is stopped (process group by
+process group) when the `Stack` context exits, also on Ctrl-C or an error. Logs stay in the temporary
+directory while the stack runs; on a failure their tails are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from core.redis import redis_server_binary
+
+__all__ = ["Stack", "free_port", "cli_command", "raise_fd_limit", "stop_process"]
+
+HOST = "127.0.0.1"
+_READY_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def cli_command() -> list[str]:
+    """The real `switchboard` CLI of this venv, else the module."""
+    script = Path(sys.executable).parent / "switchboard"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft open-files limit to the hard one (children inherit it); returns the new soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def stop_process(process: subprocess.Popen | None, timeout_s: float = 10.0) -> None:
+    """SIGTERM the process's group, wait, then SIGKILL it (each child runs in a session of its own)."""
+    if process is None or process.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@dataclass
+class Stack:
+    """Use as a context manager: `with Stack() as stack: ...`."""
+
+    worker: bool = True
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    workdir: Path = field(init=False)
+    redis_port: int = field(init=False, default=0)
+    web_port: int = field(init=False, default=0)
+    env: dict[str, str] = field(init=False, default_factory=dict)
+    seed: dict = field(init=False, default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(init=False, default_factory=dict)
+    _failed: bool = field(init=False, default=False)
+
+    # -- addresses -------------------------------------------------------------------------------------
+    @property
+    def redis_url(self) -> str:
+        return f"redis://{HOST}:{self.redis_port}/0"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{HOST}:{self.web_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{HOST}:{self.web_port}/api/graphql"
+
+    def token(self, user: str = "alice") -> str:
+        return self.seed["users"][user]["token"]
+
+    def gid(self, user: str = "alice") -> str:
+        return self.seed["users"][user]["gid"]
+
+    def pid(self, name: str) -> int:
+        return self.processes[name].pid
+
+    # -- life cycle ------------------------------------------------------------------------------------
+    def __enter__(self) -> Stack:
+        self.workdir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+        try:
+            self._start()
+        except BaseException:
+            self._failed = True
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self._failed = True
+        for name in ("web", "worker", *[n for n in self.processes if n not in ("web", "worker", "redis")], "redis"):
+            stop_process(self.processes.get(name))
+        if self._failed:
+            self._print_logs()
+            print(f"bench: logs kept in {self.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _start(self) -> None:
+        self.redis_port = free_port()
+        self.processes["redis"] = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.redis_port), "--bind", HOST, "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"), "--maxclients", "20000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        self._wait_redis()
+        self.env = {
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "DATABASE_URL": f"sqlite+aiosqlite:///{self.workdir / 'switchboard.db'}",
+            "SWITCHBOARD_DATA_DIR": str(self.workdir / "data"),
+            "SWITCHBOARD_MOCK_MODEL_RESPONSES": "true",
+            "SWITCHBOARD_AI_ACTION_RATE_LIMIT": "0",
+            "PYTHONUNBUFFERED": "1",
+            **self.env_overrides,
+        }
+        self._cli(["db", "upgrade"])
+        self.seed = json.loads(self._cli(["seed", "--json"]))
+        self.web_port = free_port()
+        self.processes["web"] = self.spawn("web", [*cli_command(), "web", "--host", HOST, "--port", str(self.web_port)])
+        if self.worker:
+            self.processes["worker"] = self.spawn("worker", [*cli_command(), "worker"])
+        self._wait_web()
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Start a process in the stack's directory (cwd, so no developer `.env` is read); logs to <name>.log."""
+        with open(self.workdir / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(
+                argv, env=env or self.env, cwd=self.workdir, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.processes[name] = process
+        return process
+
+    def _cli(self, args: list[str]) -> str:
+        result = subprocess.run(
+            [*cli_command(), *args], env=self.env, cwd=self.workdir, capture_output=True, text=True, timeout=120
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"switchboard {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}")
+        return result.stdout
+
+    def _wait_redis(self) -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((HOST, self.redis_port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis-server did not start")
+
+    def _wait_web(self) -> None:
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise RuntimeError(f"{name} exited with status {process.returncode} during start-up")
+            try:
+                if httpx.get(f"{self.http_url}/-/readiness", timeout=2).status_code == 200:
+                    time.sleep(0.5 if self.worker else 0)  # let the worker finish its own start-up
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("web process not ready within 60 s")
+
+    def _print_logs(self) -> None:
+        for log in sorted(self.workdir.glob("*.log")):
+            tail = log.read_text(errors="replace")[-3000:]
+            print(f"----- {log.name} (tail) -----\n{tail}", file=sys.stderr)
+
+    # -- observation -----------------------------------------------------------------------------------
+    def rss_kb(self, name: str) -> int:
+        """VmRSS of a process, in KB (from /proc/<pid>/status)."""
+        for line in Path(f"/proc/{self.pid(name)}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no VmRSS for {name}")
+
+    def redis_connections(self, name: str) -> int:
+        """TCP connections the process holds to the private Redis (counted by the kernel, via psutil)."""
+        conns = psutil.Process(self.pid(name)).net_connections(kind="tcp")
+        return sum(1 for c in conns if c.raddr and c.raddr.port == self.redis_port and c.status == "ESTABLISHED")
+
+
+class CpuMeter:
+    """CPU used by the stack's processes and by this (client) process between `start()` and `stop()`,
+    in percent of one core (the machine has `os.cpu_count()` of them)."""
+
+    def __init__(self, stack: Stack, names: tuple[str, ...] | None = None) -> None:
+        names = names or tuple(n for n in ("web", "worker", "redis") if n in stack.processes)
+        self._procs = {n: psutil.Process(stack.pid(n)) for n in names}
+        self._procs["client"] = psutil.Process()
+        self._start: dict[str, float] = {}
+        self._t0 = 0.0
+
+    @staticmethod
+    def _cpu(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._start = {n: self._cpu(p) for n, p in self._procs.items()}
+
+    def stop(self) -> dict[str, float]:
+        elapsed = time.perf_counter() - self._t0
+        out = {n: round(100 * (self._cpu(p) - self._start[n]) / elapsed, 1) for n, p in self._procs.items()}
+        out["total_of_%d_cores" % (os.cpu_count() or 1)] = round(sum(out.values()), 1)
+        return out
