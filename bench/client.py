@@ -16,7 +16,7 @@ from websockets.typing import Subprotocol
 
 __all__ = [
     "GraphQLHttp", "Socket", "open_sockets", "chat_body", "request_id_of", "subscription_query", "wall_time",
-    "parse_timestamp",
+    "parse_timestamp", "close_all",
 ]
 
 log = logging.getLogger(__name__)
