@@ -38,7 +38,7 @@ class AiActionPayload:
 def _chosen(inputs: AiActionInputs, data: Any) -> tuple[Feature, Any]:
     chosen = [(feature, getattr(data, key)) for key, feature in inputs.attributes.items() if getattr(data, key) is not None]
     if len(chosen) != 1:
-        raise InvalidInput("input", ONLY_ONE_METHOD)
+        raise InvalidInput(None, ONLY_ONE_METHOD)
     return chosen[0]
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.extensions import MaxTokensLimiter, QueryDepthLimiter
+from strawberry.schema.config import StrawberryConfig
 
 from api.mutations import build_mutation
 from api.queries import Query
+from subscriptions.scalars import SCALAR_MAP
 from subscriptions.schema import Subscription
 
 __all__ = ["build_schema"]
@@ -18,5 +20,6 @@ def build_schema() -> strawberry.Schema:
         query=Query,
         mutation=build_mutation(),
         subscription=Subscription,
-        extensions=[QueryDepthLimiter(max_depth=15), MaxTokensLimiter(max_token_count=10_000)],
+        extensions=[lambda: QueryDepthLimiter(max_depth=15), lambda: MaxTokensLimiter(max_token_count=10_000)],
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )

@@ -52,6 +52,11 @@ class Result:
             value = round(value, 2)
         self.metrics.append(Metric(metric, value, unit, target, met))
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Result:
+        metrics = [Metric(**m) for m in data.get("metrics", [])]
+        return cls(data["scenario"], metrics, data.get("details", {}), data.get("error"))
+
 
 def machine() -> dict[str, Any]:
     model = "unknown"

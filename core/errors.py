@@ -1,7 +1,7 @@
 """The one error tree of Switchboard.
 
     SwitchboardError
-      ├── InvalidInput(argument, reason)          bad user input, named; never retried
+      ├── InvalidInput(argument, reason)          bad user input, named when it has a name
       ├── AccessDenied(message)                  an authorization check said no; the message is GitLab's text
       ├── FeatureNotFound(key)                   not in the catalogue
       ├── CatalogueError(problems)               the catalogue's cross-references are broken
@@ -42,13 +42,15 @@ class SwitchboardError(Exception):
 
 
 class InvalidInput(SwitchboardError):
-    def __init__(self, argument: str, reason: str) -> None:
+    """`argument` names the offending input; None for a request-level problem shown as the bare reason."""
+
+    def __init__(self, argument: str | None, reason: str) -> None:
         super().__init__(argument, reason)
         self.argument = argument
         self.reason = reason
 
     def __str__(self) -> str:
-        return f"{self.argument}: {self.reason}"
+        return f"{self.argument}: {self.reason}" if self.argument else self.reason
 
 
 class AccessDenied(SwitchboardError):

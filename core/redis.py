@@ -102,7 +102,9 @@ def connect(url: str, *, max_connections: int = 32, timeout_s: float = 5.0) -> A
         socket_connect_timeout=timeout_s,
         health_check_interval=30,
     )
-    return ArqRedis(connection_pool=pool)
+    client = ArqRedis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # the pool is the client's own: close it with the client
+    return client
 
 
 async def enqueue_action(redis: ArqRedis, record: ActionRecord) -> None:

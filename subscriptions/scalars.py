@@ -1,5 +1,6 @@
 """GitLab's GraphQL scalars. IDs travel as strings; resolvers parse them with the argument's name so that
-a bad ID is an error naming the argument (`core.ids.GlobalID.parse`)."""
+a bad ID is an error naming the argument (`core.ids.GlobalID.parse`). `SCALAR_MAP` goes into the schema's
+`StrawberryConfig`."""
 
 from __future__ import annotations
 
@@ -7,30 +8,36 @@ from datetime import datetime
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
-__all__ = ["UserID", "AiModelID", "ProjectID", "AiConversationThreadID", "Time"]
+__all__ = ["UserID", "AiModelID", "ProjectID", "AiConversationThreadID", "Time", "SCALAR_MAP"]
 
-
-def _id_scalar(name: str, description: str) -> object:
-    return strawberry.scalar(
-        NewType(name, str),
-        name=name,
-        description=description,
-        serialize=str,
-        parse_value=lambda value: value if isinstance(value, str) else str(value),
-    )
+UserID = NewType("UserID", str)
+AiModelID = NewType("AiModelID", str)
+ProjectID = NewType("ProjectID", str)
+AiConversationThreadID = NewType("AiConversationThreadID", str)
+Time = NewType("Time", str)
 
 
-UserID = _id_scalar("UserID", "A `UserID` is a global ID: `gid://gitlab/User/1`.")
-AiModelID = _id_scalar("AiModelID", "A global ID of a resource an AI action can be about, e.g. `gid://gitlab/Issue/1`.")
-ProjectID = _id_scalar("ProjectID", "A `ProjectID` is a global ID: `gid://gitlab/Project/1`.")
-AiConversationThreadID = _id_scalar(
-    "AiConversationThreadID", "A global ID of a chat thread: `gid://gitlab/Ai::Conversation::Thread/1`."
-)
-Time = strawberry.scalar(
-    NewType("Time", str),
-    name="Time",
-    description="Time represented in ISO 8601.",
-    serialize=lambda value: value.isoformat() if isinstance(value, datetime) else str(value),
-    parse_value=str,
-)
+def _as_text(value: object) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _id(name: str, description: str) -> ScalarDefinition:
+    return strawberry.scalar(name=name, description=description, serialize=str, parse_value=_as_text)
+
+
+SCALAR_MAP: dict[object, ScalarDefinition] = {
+    UserID: _id("UserID", "A `UserID` is a global ID: `gid://gitlab/User/1`."),
+    AiModelID: _id("AiModelID", "A global ID of a resource an AI action can be about, e.g. `gid://gitlab/Issue/1`."),
+    ProjectID: _id("ProjectID", "A `ProjectID` is a global ID: `gid://gitlab/Project/1`."),
+    AiConversationThreadID: _id(
+        "AiConversationThreadID", "A global ID of a chat thread: `gid://gitlab/Ai::Conversation::Thread/1`."
+    ),
+    Time: strawberry.scalar(
+        name="Time",
+        description="Time represented in ISO 8601.",
+        serialize=lambda value: value.isoformat() if isinstance(value, datetime) else str(value),
+        parse_value=_as_text,
+    ),
+}

@@ -1,0 +1,184 @@
+"""Scenario 3, streams: one worker holding ≥ 1,000 concurrent model streams (mock `latency_ms=2000`,
+20 chunks 100 ms apart), chunk delivery p99 ≤ 50 ms (SPEC §12).
+
+Each of the 1,000 requests has its own `clientSubscriptionId`, subscribed on 10 websockets × 100. Two
+variants, each on a fresh stack: the requests sent as `aiAction` mutations (end to end; the web process's
+mutation rate decides how many streams overlap), and the same action records enqueued straight onto the
+queue with `core.redis.enqueue_action` (what `aiAction` does once its checks pass), so that all 1,000 reach
+the worker within a fraction of the 2 s latency and the worker really holds them at once.
+Delivery delay = arrival at the client − the chunk's `timestamp` (set by the worker when it created the
+chunk; same machine, same clock). Schedule lag = arrival − (POST sent + 2,000 ms + 100 ms × (chunkId − 1)),
+which adds the job's start delay and the worker's timer drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+
+from bench.client import (
+    GraphQLHttp, chat_body, close_all, open_sockets, parse_timestamp, request_id_of, subscription_query, wall_time,
+)
+from bench.report import Result, percentiles
+from bench.stack import HOST, CpuMeter, Stack
+from core.actions import ActionRecord
+from core.redis import connect, enqueue_action
+
+__all__ = ["run"]
+
+WORDS = [f"w{k}" for k in range(1, 21)]
+CONTENT = '<response latency_ms="2000" chunk_delay_ms="100">' + " ".join(WORDS) + "</response>"
+EXPECTED = " ".join(WORDS)
+PER_SOCKET = 100
+
+
+async def run(quick: bool) -> Result:
+    result = Result("streams")
+    streams = 1000  # the target itself; --quick keeps it (it takes seconds) so the smoke run exercises it
+    for direct in (True, False):
+        with Stack() as stack:
+            async with asyncio.timeout(120):
+                await _measure(stack, streams, result, direct=direct)
+    return result
+
+
+def _sender(stack: Stack, direct: bool) -> tuple[Callable[[str], Awaitable[None]], Callable[[], Awaitable[None]]]:
+    """(send one request for a subscription id, close)."""
+    if direct:
+        arq = connect(stack.redis_url, max_connections=64)
+        user_id = stack.seed["users"]["alice"]["id"]
+
+        async def enqueue(sub_id: str) -> None:
+            record = ActionRecord(request_id=str(uuid.uuid4()), feature="chat", user_id=user_id,
+                                  inputs={"content": CONTENT}, client_subscription_id=f"stream-{sub_id}")
+            await enqueue_action(arq, record)
+
+        return enqueue, arq.aclose
+    http = GraphQLHttp(HOST, stack.web_port, stack.token(), size=64)
+
+    async def post(sub_id: str) -> None:
+        request_id_of(await http.post(chat_body(CONTENT, f"stream-{sub_id}")))
+
+    return post, http.close
+
+
+class _Tracker:
+    def __init__(self) -> None:
+        self.delays_ms: list[float] = []  # chunks: arrival − timestamp
+        self.final_delays_ms: list[float] = []  # final messages: arrival − timestamp
+        self.arrivals: dict[str, list[tuple[int, float]]] = {}  # sub id → (chunkId, arrival perf)
+        self.finals: dict[str, str] = {}  # sub id → final content
+        self.errors = 0
+        self.all_done = asyncio.Event()
+        self.expected = 0
+
+    def on_message(self, sub_id: str, data: dict, arrived: float) -> None:
+        if data.get("role") != "ASSISTANT":
+            return
+        if data.get("errors"):
+            self.errors += 1
+        chunk = data.get("chunkId")
+        delay_ms = (wall_time(arrived) - parse_timestamp(data["timestamp"])) * 1000
+        (self.final_delays_ms if chunk is None else self.delays_ms).append(delay_ms)
+        if chunk is None:
+            self.finals[sub_id] = data.get("content") or ""
+            if len(self.finals) >= self.expected:
+                self.all_done.set()
+        else:
+            self.arrivals.setdefault(sub_id, []).append((chunk, arrived))
+
+
+async def _sample_jobs(redis: Redis, peaks: dict[str, int], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        in_progress = len(await redis.keys("arq:in-progress:*"))
+        queued = await redis.zcard("switchboard:queue")
+        peaks["in_progress"] = max(peaks.get("in_progress", 0), in_progress)
+        peaks["queue"] = max(peaks.get("queue", 0), queued)
+        try:
+            await asyncio.wait_for(stop.wait(), 0.1)
+        except TimeoutError:
+            pass
+
+
+async def _measure(stack: Stack, streams: int, result: Result, *, direct: bool) -> None:
+    tracker = _Tracker()
+    tracker.expected = streams
+    sub_ids = [str(i) for i in range(streams)]
+    sockets = await open_sockets(stack.ws_url, stack.token(), tracker.on_message, -(-streams // PER_SOCKET))
+    send_one, close_sender = _sender(stack, direct)
+    redis = Redis.from_url(stack.redis_url)
+    stop = asyncio.Event()
+    peaks: dict[str, int] = {}
+    sent: dict[str, float] = {}
+    try:
+        for n, socket in enumerate(sockets):
+            chunk = sub_ids[n * PER_SOCKET:(n + 1) * PER_SOCKET]
+            await socket.subscribe((s, subscription_query(stack.gid(), f"stream-{s}")) for s in chunk)
+        await asyncio.sleep(1.0)
+        sampler = asyncio.create_task(_sample_jobs(redis, peaks, stop))
+        meter = CpuMeter(stack)
+        meter.start()
+        gate = asyncio.Semaphore(64)
+
+        async def send(sub_id: str) -> None:
+            async with gate:
+                sent[sub_id] = time.perf_counter()
+                await send_one(sub_id)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(send(s) for s in sub_ids))
+        enqueue_s = time.perf_counter() - t0
+        try:
+            await asyncio.wait_for(tracker.all_done.wait(), 60)
+        except TimeoutError:
+            pass
+        total_s = time.perf_counter() - t0
+        cpu = meter.stop()
+        stop.set()
+        await sampler
+    finally:
+        stop.set()
+        await close_all(sockets)
+        await close_sender()
+        await redis.aclose()
+
+    lags_ms = [
+        (arrived - sent[s] - 2.0 - 0.1 * (chunk - 1)) * 1000
+        for s, items in tracker.arrivals.items() for chunk, arrived in items
+    ]
+    complete = sum(1 for s in sub_ids if tracker.finals.get(s) == EXPECTED)
+    chunks_ok = sum(1 for s in sub_ids if [c for c, _ in tracker.arrivals.get(s, [])] == list(range(1, 21)))
+    delay = percentiles(tracker.delays_ms)
+    lag = percentiles(lags_ms)
+    chunks = sum(len(v) for v in tracker.arrivals.values())
+    peak = peaks.get("in_progress", 0)
+    label = "enqueued directly" if direct else "via aiAction"
+    tag = f"[{label}] "
+    result.add(tag + "peak arq:in-progress jobs (sampled every 0.1 s)", peak, "", "≥ 1,000", peak >= 1000)
+    result.add(tag + f"time to {'enqueue' if direct else 'POST'} all {streams:,} requests", enqueue_s * 1000, "ms")
+    result.add(tag + "chunk delivery delay p50 (arrival − timestamp)", delay.get("p50", 0.0), "ms")
+    result.add(tag + "chunk delivery delay p99 (arrival − timestamp)", delay.get("p99", 0.0), "ms", "≤ 50 ms",
+               delay.get("p99", 1e9) <= 50)
+    result.add(tag + "chunk delivery delay max", delay.get("max", 0.0), "ms")
+    result.add(tag + "schedule lag p50 (vs sent + 2 s + 100 ms·(k−1))", lag.get("p50", 0.0), "ms")
+    result.add(tag + "schedule lag p99", lag.get("p99", 0.0), "ms")
+    result.add(tag + "chunks received / expected", f"{chunks:,} / {streams * 20:,}")
+    ok = complete == streams and chunks_ok == streams
+    result.add(tag + "finals with full content / chunks 1..20 in order", f"{complete:,} / {chunks_ok:,}", "",
+               f"{streams:,} / {streams:,}", ok)
+    result.details[label] = dict(
+        streams=streams, delivery_delay_ms=delay, final_delivery_delay_ms=percentiles(tracker.final_delays_ms),
+        schedule_lag_ms=lag, peak=peaks, chunks_received=chunks, finals_complete=complete, streams_in_order=chunks_ok,
+        errors=tracker.errors, send_s=round(enqueue_s, 3), total_s=round(total_s, 2), cpu_percent=cpu,
+        socket_errors=[e for s in sockets for e in s.errors][:5],
+    )
+    result.details["method"] = (
+        f"{streams} chat requests, each with its own clientSubscriptionId (10 websockets × 100 subscriptions), "
+        "content " + CONTENT
+    )
+    result.details.setdefault("cpu_percent", {})
+    result.details["cpu_percent"] = {**result.details["cpu_percent"], **{f"{k} ({label})": v for k, v in cpu.items()}}

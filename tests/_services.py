@@ -1,0 +1,43 @@
+"""In-process Switchboard for unit tests (a pytest plugin): settings, seeded database, web services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from api.seed import seed
+from api.services import Services, open_services
+from core.db import create_engine, session_factory
+from core.settings import Settings
+
+__all__ = ["settings", "seeded", "services"]
+
+
+@pytest.fixture
+def settings(redis_url: str, database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=redis_url,
+        database_url=database_url,
+        data_dir=tmp_path,
+        mock_model_responses=True,
+        ai_action_rate_limit=0,
+        poll_delay_s=0.05,
+    )
+
+
+@pytest.fixture
+async def seeded(database_url: str) -> dict:
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            return await seed(session)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def services(settings: Settings, seeded: dict) -> AsyncIterator[Services]:
+    async with open_services(settings) as opened:
+        yield opened
