@@ -15,6 +15,7 @@ import signal
 import sys
 import traceback
 
+from bench import profile
 from bench.report import RESULTS_DIR, Result, machine, markdown, write_json
 from bench.stack import raise_fd_limit
 
@@ -35,6 +36,7 @@ async def _run(names: list[str], quick: bool) -> list[Result]:
     results = []
     for name in names:
         print(f"bench: running {name}{' (quick)' if quick else ''} ...", file=sys.stderr, flush=True)
+        profile.scenario(name)
         try:
             result = await _load(name)(quick)
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -65,11 +67,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Switchboard benchmarks (SPEC §12)")
     parser.add_argument("scenario", nargs="?", default="all", choices=("all", *SCENARIOS))
     parser.add_argument("--quick", action="store_true", help="a short smoke run (smaller counts, shorter windows)")
+    parser.add_argument("--profile", default="", metavar="PROCS",
+                        help="py-spy the given processes (web,worker) in each measured window; see bench/profile.py")
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON results file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _interrupt)
     raise_fd_limit()
+    profile.TARGETS.update(p for p in args.profile.split(",") if p)
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     try:
         results = asyncio.run(_run(names, args.quick))

@@ -22,9 +22,10 @@ from pathlib import Path
 import httpx
 import psutil
 
+from bench.profile import Profiler
 from core.redis import redis_server_binary
 
-__all__ = ["Stack", "free_port", "cli_command", "raise_fd_limit", "stop_process"]
+__all__ = ["Stack", "CpuMeter", "HOST", "free_port", "cli_command", "raise_fd_limit", "stop_process"]
 
 HOST = "127.0.0.1"
 _READY_TIMEOUT_S = 60.0
@@ -224,6 +225,7 @@ class CpuMeter:
         names = names or tuple(n for n in ("web", "worker", "redis") if n in stack.processes)
         self._procs = {n: psutil.Process(stack.pid(n)) for n in names}
         self._procs["client"] = psutil.Process()
+        self._profiler = Profiler({n: p.pid for n, p in self._procs.items() if n != "client"})
         self._start: dict[str, float] = {}
         self._t0 = 0.0
 
@@ -235,9 +237,11 @@ class CpuMeter:
     def start(self) -> None:
         self._t0 = time.perf_counter()
         self._start = {n: self._cpu(p) for n, p in self._procs.items()}
+        self._profiler.start()
 
     def stop(self) -> dict[str, float]:
         elapsed = time.perf_counter() - self._t0
         out = {n: round(100 * (self._cpu(p) - self._start[n]) / elapsed, 1) for n, p in self._procs.items()}
         out["total_of_%d_cores" % (os.cpu_count() or 1)] = round(sum(out.values()), 1)
+        self._profiler.stop()
         return out

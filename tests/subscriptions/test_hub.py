@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from arq.connections import ArqRedis
+from redis.asyncio import Redis
+
+from subscriptions.hub import Hub, SubscriberOverflow
+from subscriptions.messages import AiMessage, route_id
+from subscriptions.streams import Publisher
+
+ROUTE_A = route_id("gid://gitlab/User/2", ai_action="chat")
+ROUTE_B = route_id("gid://gitlab/User/3", ai_action="chat")
+
+
+@pytest.fixture
+async def hub(redis_url: str) -> AsyncIterator[Hub]:
+    client = Redis.from_url(redis_url, single_connection_client=True)
+    hub = Hub(client, block_ms=200, inbox_size=5)
+    task = asyncio.create_task(hub.run())
+    await hub.wait_ready()
+    try:
+        yield hub
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()
+
+
+def publisher(redis: ArqRedis) -> Publisher:
+    return Publisher(redis, route_maxlen=100, firehose_maxlen=1000, replay_ttl_s=600)
+
+
+async def take(subscriber, n: int) -> list[AiMessage]:  # noqa: ANN001
+    out = []
+    async for message in subscriber:
+        out.append(message)
+        if len(out) == n:
+            return out
+    return out
+
+
+async def test_each_subscriber_gets_its_routes_messages_only(hub: Hub, redis: ArqRedis) -> None:
+    a1, a2, b = hub.subscribe(ROUTE_A), hub.subscribe(ROUTE_A), hub.subscribe(ROUTE_B)
+    pub = publisher(redis)
+    await pub.publish(AiMessage("r1", "assistant", content="for a"), [ROUTE_A])
+    await pub.publish(AiMessage("r2", "assistant", content="for both"), [ROUTE_A, ROUTE_B])
+    got_a1 = await asyncio.wait_for(take(a1, 2), 3)
+    got_a2 = await asyncio.wait_for(take(a2, 2), 3)
+    got_b = await asyncio.wait_for(take(b, 1), 3)
+    assert [m.content for m in got_a1] == [m.content for m in got_a2] == ["for a", "for both"]
+    assert [m.content for m in got_b] == ["for both"] and got_b[0].cursor == got_a1[1].cursor
+    assert hub.subscriber_count == 3
+    for subscriber in (a1, a2, b):
+        hub.unsubscribe(subscriber)
+    assert hub.subscriber_count == 0
+
+
+async def test_a_subscriber_that_falls_behind_is_told_to_resume(hub: Hub, redis: ArqRedis) -> None:
+    slow = hub.subscribe(ROUTE_A)
+    pub = publisher(redis)
+    for i in range(8):
+        await pub.publish(AiMessage("r", "assistant", content=str(i), chunk_id=i + 1), [ROUTE_A])
+    await asyncio.sleep(0.3)
+    received = []
+    with pytest.raises(SubscriberOverflow):
+        async for message in slow:
+            received.append(message.content)
+    assert received == ["0", "1", "2", "3", "4"]
+
+
+async def test_the_hub_uses_one_connection_for_any_number_of_subscribers(hub: Hub, redis: ArqRedis) -> None:
+    before = len(await redis.client_list())
+    subscribers = [hub.subscribe(route_id("gid://gitlab/User/2", client_subscription_id=str(i), ai_action="chat")) for i in range(2000)]
+    await asyncio.sleep(0.3)
+    assert len(await redis.client_list()) == before
+    for subscriber in subscribers:
+        hub.unsubscribe(subscriber)

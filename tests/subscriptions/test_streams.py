@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from arq.connections import ArqRedis
+
+from core import keys
+from core.errors import InvalidInput
+from subscriptions.messages import AiMessage, route_id, routes_for
+from subscriptions.streams import Publisher, after_cursor, parse_cursor, replay
+
+
+def publisher(redis: ArqRedis, **limits: int) -> Publisher:
+    return Publisher(redis, **{"route_maxlen": 100, "firehose_maxlen": 1000, "replay_ttl_s": 600, **limits})
+
+
+def test_a_route_is_its_exact_argument_set() -> None:
+    user = "gid://gitlab/User/2"
+    assert route_id(user, ai_action="chat") == route_id(user, ai_action="chat")
+    distinct = {
+        route_id(user, ai_action="chat"),
+        route_id(user, ai_action="chat", client_subscription_id="c"),
+        route_id(user, resource_gid="gid://gitlab/Issue/1"),
+        route_id(user, resource_gid="gid://gitlab/Issue/1", client_subscription_id="c"),
+        route_id("gid://gitlab/User/3", ai_action="chat"),
+    }
+    assert len(distinct) == 5
+
+
+def test_routes_for_a_chat_message_about_a_resource() -> None:
+    routes = routes_for("gid://gitlab/User/2", resource_gid="gid://gitlab/Issue/1", ai_action="chat", client_subscription_id="c")
+    assert routes == [
+        route_id("gid://gitlab/User/2", resource_gid="gid://gitlab/Issue/1", client_subscription_id="c"),
+        route_id("gid://gitlab/User/2", ai_action="chat", client_subscription_id="c"),
+    ]
+
+
+async def test_published_messages_replay_in_order_after_a_cursor(redis: ArqRedis) -> None:
+    pub = publisher(redis)
+    route = route_id("gid://gitlab/User/2", ai_action="chat")
+    cursors = [await pub.publish(AiMessage("r", "assistant", content=str(i), chunk_id=i), [route]) for i in range(1, 5)]
+    assert all(cursors)
+    replayed = await replay(redis, route, parse_cursor(cursors[1]))
+    assert [(m.content, m.cursor) for m in replayed] == [("3", cursors[2]), ("4", cursors[3])]
+    assert await redis.ttl(keys.route(route)) == 600
+
+
+async def test_a_final_message_is_published_once_per_request(redis: ArqRedis) -> None:
+    pub = publisher(redis)
+    routes = [route_id("gid://gitlab/User/2", ai_action="chat"), route_id("gid://gitlab/User/2", resource_gid="gid://gitlab/Issue/1")]
+    assert await pub.publish(AiMessage("req", "assistant", content="a"), routes, final=True)
+    assert await pub.publish(AiMessage("req", "assistant", content="b"), routes, final=True) is None
+    assert await pub.has_final("req")
+    for route in routes:
+        assert [m.content for m in await replay(redis, route, (0, 0))] == ["a"]
+    assert await redis.xlen(keys.FIREHOSE) == 1
+
+
+async def test_the_same_cursor_names_the_message_on_every_route(redis: ArqRedis) -> None:
+    pub = publisher(redis)
+    routes = [route_id("gid://gitlab/User/2", ai_action="chat"), route_id("gid://gitlab/User/2", ai_action="chat", client_subscription_id="x")]
+    cursor = await pub.publish(AiMessage("r", "assistant", content="x"), routes, final=True)
+    assert [[m.cursor for m in await replay(redis, r, (0, 0))] for r in routes] == [[cursor], [cursor]]
+
+
+async def test_streams_are_capped(redis: ArqRedis) -> None:
+    pub = publisher(redis, route_maxlen=10, firehose_maxlen=10)
+    route = route_id("gid://gitlab/User/2", ai_action="chat")
+    for i in range(500):
+        await pub.publish(AiMessage("r", "assistant", content=str(i), chunk_id=i + 1), [route])
+    assert await redis.xlen(keys.route(route)) < 200 and await redis.xlen(keys.FIREHOSE) < 200
+
+
+@pytest.mark.parametrize("cursor", ["", "abc", "1-", "-1", "1-2-3", "1 - 2"])
+def test_malformed_cursors_are_refused_by_name(cursor: str) -> None:
+    with pytest.raises(InvalidInput, match="^after: "):
+        parse_cursor(cursor)
+
+
+def test_cursor_order() -> None:
+    assert after_cursor("10-1", (10, 0)) and after_cursor("11-0", (10, 5))
+    assert not after_cursor("10-0", (10, 0)) and not after_cursor("9-9", (10, 0))
+
+
+def test_a_message_survives_the_wire() -> None:
+    message = AiMessage("r", "assistant", content="x", errors=("e",), extras={"sources": []}, chunk_id=3)
+    assert AiMessage.from_wire(message.to_wire(), cursor="1-0") == dataclasses.replace(message, cursor="1-0")
