@@ -14,6 +14,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from core.errors import SwitchboardError
 from core.settings import Settings
 
@@ -222,10 +224,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    long_running = args.command in ("run", "web", "worker")
+    logging.basicConfig(
+        level=logging.INFO if long_running else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings()
         args.handler(settings, args)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"switchboard: invalid configuration: {problems}", file=sys.stderr)
+        return 1
     except (CommandFailed, SwitchboardError) as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 1

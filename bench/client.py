@@ -22,7 +22,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MUTATION = "mutation($input: AiActionInput!) { aiAction(input: $input) { requestId errors } }"
-FIELDS = "requestId role content chunkId timestamp errors"
+FIELDS = "requestId role content chunkId timestamp errors cursor"
 
 # perf_counter() + _WALL_OFFSET ≈ time.time(): arrivals are stamped with perf_counter and converted when
 # they are compared with the server's wall-clock `timestamp`.

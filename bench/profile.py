@@ -21,6 +21,8 @@ TARGETS: set[str] = set()  # process names to profile: "web", "worker"
 OUT_DIR = Path(__file__).parent / "results" / "profiles"
 _state = {"scenario": "bench", "n": 0}
 _LINE = re.compile(r" \(([^()]*):\d+\)$")
+# Leaves where a thread waits rather than runs (py-spy cannot always tell): counted apart as idle.
+_IDLE = ("select (selectors.py:", "_connection_worker_thread (aiosqlite/core.py:59)", "wait (threading.py:")
 
 
 def scenario(name: str) -> None:
@@ -75,19 +77,23 @@ class Profiler:
 def summarize(path: Path, top: int = 20) -> dict:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
-    samples = 0
+    samples = idle = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
         n = int(count)
-        samples += n
         frames = stack.split(";")
+        if any(marker in frames[-1] for marker in _IDLE):
+            idle += n
+            continue
+        samples += n
         own[frames[-1]] += n
         for frame in {_LINE.sub(r" (\1)", f) for f in frames}:
             total[frame] += n
     return {
         "samples": samples,
+        "idle_samples": idle,
         "self": [(f, round(100 * n / samples, 1)) for f, n in own.most_common(top)] if samples else [],
         "total": [(f, round(100 * n / samples, 1)) for f, n in total.most_common(top)] if samples else [],
         "file": str(path),
@@ -95,7 +101,8 @@ def summarize(path: Path, top: int = 20) -> dict:
 
 
 def _render(name: str, summary: dict) -> str:
-    lines = [f"== py-spy {name}: {summary['samples']} samples ({summary['file']})", "-- top self:"]
+    lines = [f"== py-spy {name}: {summary['samples']} busy samples, {summary['idle_samples']} idle ({summary['file']})",
+             "-- top self:"]
     lines += [f"  {pct:5.1f}%  {frame}" for frame, pct in summary["self"]]
     lines.append("-- top total:")
     lines += [f"  {pct:5.1f}%  {frame}" for frame, pct in summary["total"]]
