@@ -126,10 +126,11 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
 
 def _run(settings: Settings, args: argparse.Namespace) -> None:
     """Migrate, seed, start the embedded Redis when needed, then a web and a worker process."""
-    from core.redis import redis_url
+    from core.redis import embedded_redis_running, redis_url, stop_embedded_redis
 
     args.json = False
     document = _seed(settings, args)
+    owns_redis = settings.redis_url is None and not embedded_redis_running(settings.data_dir)
     env = {**os.environ, "REDIS_URL": redis_url(settings.redis_url, settings.data_dir)}
     base = [sys.executable, "-m", "api.cli"]
     children = [
@@ -143,7 +144,11 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
     if alice:
         print(f"Try: curl -s http://{host}:{args.port}/api/graphql -H 'Authorization: Bearer {alice['token']}' "
               "-H 'Content-Type: application/json' -d '{\"query\": \"{ currentUser { username } }\"}'")
-    _supervise(children)
+    try:
+        _supervise(children)
+    finally:
+        if owns_redis:
+            stop_embedded_redis(settings.data_dir)
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> None:

@@ -37,11 +37,21 @@ def parse_timestamp(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
 
 
-def subscription_query(user_gid: str, client_subscription_id: str | None = None) -> str:
-    args = f'userId: "{user_gid}", aiAction: CHAT'
+# As GitLab's frontend sends it (ai_completion_response.subscription.graphql): one query text, the route in
+# variables, so that every subscription of a process shares the same document.
+SUBSCRIPTION = (
+    "subscription aiCompletionResponse($userId: UserID, $clientSubscriptionId: String, $aiAction: AiAction) {"
+    " aiCompletionResponse(userId: $userId, aiAction: $aiAction, clientSubscriptionId: $clientSubscriptionId)"
+    f" {{ {FIELDS} }} }}"
+)
+
+
+def subscription_query(user_gid: str, client_subscription_id: str | None = None) -> dict:
+    """The `subscribe` payload for the `{userId, aiAction: CHAT[, clientSubscriptionId]}` route."""
+    variables: dict[str, str] = {"userId": user_gid, "aiAction": "CHAT"}
     if client_subscription_id is not None:
-        args += f', clientSubscriptionId: "{client_subscription_id}"'
-    return f"subscription {{ aiCompletionResponse({args}) {{ {FIELDS} }} }}"
+        variables["clientSubscriptionId"] = client_subscription_id
+    return {"query": SUBSCRIPTION, "variables": variables}
 
 
 def chat_body(content: str, client_subscription_id: str | None = None) -> bytes:
@@ -155,11 +165,11 @@ class Socket:
         self._reader = asyncio.create_task(self._read())
         return self
 
-    async def subscribe(self, items: Iterable[tuple[str, str]]) -> None:
-        """Subscribe (subscription id, query) pairs; there is no ack, so callers wait a little afterwards."""
+    async def subscribe(self, items: Iterable[tuple[str, dict]]) -> None:
+        """Subscribe (subscription id, payload) pairs; there is no ack, so callers wait a little afterwards."""
         assert self._ws is not None
-        for sub_id, query in items:
-            await self._ws.send(orjson.dumps({"id": sub_id, "type": "subscribe", "payload": {"query": query}}).decode())
+        for sub_id, payload in items:
+            await self._ws.send(orjson.dumps({"id": sub_id, "type": "subscribe", "payload": payload}).decode())
 
     async def _read(self) -> None:
         assert self._ws is not None

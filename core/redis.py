@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +22,15 @@ from redis.asyncio import BlockingConnectionPool
 from core import keys
 from core.actions import ActionRecord
 
-__all__ = ["redis_url", "embedded_redis_url", "connect", "enqueue_action", "redis_server_binary"]
+__all__ = [
+    "redis_url",
+    "embedded_redis_url",
+    "embedded_redis_running",
+    "stop_embedded_redis",
+    "connect",
+    "enqueue_action",
+    "redis_server_binary",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +84,26 @@ def embedded_redis_url(data_dir: Path) -> str:
                 raise RuntimeError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")
             time.sleep(0.05)
     return url
+
+
+def embedded_redis_running(data_dir: Path) -> bool:
+    return _answers(data_dir.resolve() / "redis.sock")
+
+
+def stop_embedded_redis(data_dir: Path) -> None:
+    """Stop the embedded server (it saves its data to `redis.rdb` on the way out)."""
+    pidfile = data_dir.resolve() / "redis.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while time.monotonic() < deadline and _answers(data_dir.resolve() / "redis.sock"):
+        time.sleep(0.05)
 
 
 def _answers(socket: Path) -> bool:

@@ -1,0 +1,63 @@
+"""`switchboard run` (what `make run` starts): embedded Redis, SQLite, web and worker; Ctrl-C stops all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.redis import embedded_redis_running
+from tests._client import GraphQLSocket, post
+from tests._redis import free_port
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env.update(SWITCHBOARD_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "api.cli", "run", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 45
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/-/readiness", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            await asyncio.sleep(0.2)
+        output = log.read_text()
+        token = re.search(r"^\s+alice\s+gid://gitlab/User/2\s+(glpat-\S+)$", output, re.M)
+        assert token, output
+        assert f"http://localhost:{port}/api/graphql" in output and embedded_redis_running(tmp_path)
+
+        socket = await GraphQLSocket.connect(f"ws://127.0.0.1:{port}/api/graphql", token.group(1))
+        op = await socket.subscribe({"userId": "gid://gitlab/User/2", "aiAction": "CHAT", "clientSubscriptionId": "run"})
+        answer = await post(url, token.group(1), "mutation { aiAction(input: {chat: {content: \"hi there\"}, clientSubscriptionId: \"run\"}) { errors } }")
+        assert answer["data"]["aiAction"]["errors"] == []
+        assert (await socket.until_final(op))[-1]["content"] == "echo: hi there"
+        await socket.close()
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert code == 0, log.read_text()
+    assert not embedded_redis_running(tmp_path)
+    assert (tmp_path / "switchboard.db").exists()
