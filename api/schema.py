@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaskErrors, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.extensions import AddValidationRules, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
+from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.schema.config import StrawberryConfig
 
 from api.mutations import build_mutation
@@ -17,6 +18,8 @@ from subscriptions.schema import Subscription
 __all__ = ["build_schema"]
 
 UNEXPECTED = "Internal server error"
+# One rule class for the life of the process: the validation cache is keyed by the rules in force.
+_DEPTH_LIMIT = create_validator(max_depth=15, should_ignore=None)
 
 
 def _unexpected(error: GraphQLError) -> bool:
@@ -31,7 +34,10 @@ def build_schema() -> strawberry.Schema:
         mutation=build_mutation(),
         subscription=Subscription,
         extensions=[
-            lambda: QueryDepthLimiter(max_depth=15),
+            # Frontends send the same few documents over and over: parse and validate each once.
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+            lambda: AddValidationRules([_DEPTH_LIMIT]),
             lambda: MaxTokensLimiter(max_token_count=10_000),
             lambda: MaskErrors(should_mask_error=_unexpected, error_message=UNEXPECTED),
         ],

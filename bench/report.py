@@ -79,7 +79,24 @@ def machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code": _code_version(),
     }
+
+
+def _code_version() -> dict[str, Any]:
+    """The commit measured, and the product files changed since (read-only git calls)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line[3:] for line in git("status", "--porcelain").splitlines() if not line[3:].startswith("bench/")]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_product_files": changed}
 
 
 def _fmt(value: object, unit: str) -> str:
@@ -93,7 +110,8 @@ def _fmt(value: object, unit: str) -> str:
 def markdown(results: list[Result], info: dict[str, Any]) -> str:
     lines = [
         f"Machine: {info['nproc']} CPU ({info['cpu_model']}), {info['memory_mb']} MB, Python {info['python']}, "
-        f"{info['date']}{' (quick run)' if info.get('quick') else ''}",
+        f"{info['date']}{' (quick run)' if info.get('quick') else ''}; code {info['code']['commit']}"
+        + (f" + uncommitted {', '.join(info['code']['uncommitted_product_files'])}" if info["code"]["uncommitted_product_files"] else ""),
         "",
         "| scenario | metric | value | target (SPEC §12) | met? |",
         "|---|---|---|---|---|",

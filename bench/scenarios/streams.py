@@ -70,6 +70,8 @@ class _Tracker:
     def __init__(self) -> None:
         self.delays_ms: list[float] = []  # chunks: arrival − timestamp
         self.final_delays_ms: list[float] = []  # final messages: arrival − timestamp
+        self.publish_ms: list[float] = []  # chunks: Redis entry time (cursor) − timestamp: the worker's part
+        self.fanout_ms: list[float] = []  # chunks: arrival − Redis entry time: the web process's part
         self.arrivals: dict[str, list[tuple[int, float]]] = {}  # sub id → (chunkId, arrival perf)
         self.finals: dict[str, str] = {}  # sub id → final content
         self.errors = 0
@@ -82,8 +84,13 @@ class _Tracker:
         if data.get("errors"):
             self.errors += 1
         chunk = data.get("chunkId")
-        delay_ms = (wall_time(arrived) - parse_timestamp(data["timestamp"])) * 1000
+        created, now = parse_timestamp(data["timestamp"]), wall_time(arrived)
+        delay_ms = (now - created) * 1000
         (self.final_delays_ms if chunk is None else self.delays_ms).append(delay_ms)
+        if chunk is not None and data.get("cursor"):
+            in_redis = int(data["cursor"].partition("-")[0]) / 1000  # the stream entry ID: Redis's ms clock
+            self.publish_ms.append((in_redis - created) * 1000)
+            self.fanout_ms.append((now - in_redis) * 1000)
         if chunk is None:
             self.finals[sub_id] = data.get("content") or ""
             if len(self.finals) >= self.expected:
@@ -164,6 +171,11 @@ async def _measure(stack: Stack, streams: int, result: Result, *, direct: bool) 
     result.add(tag + "chunk delivery delay p99 (arrival − timestamp)", delay.get("p99", 0.0), "ms", "≤ 50 ms",
                delay.get("p99", 1e9) <= 50)
     result.add(tag + "chunk delivery delay max", delay.get("max", 0.0), "ms")
+    publish, fanout = percentiles(tracker.publish_ms), percentiles(tracker.fanout_ms)
+    result.add(tag + "  of which worker → Redis (cursor − timestamp) p50 / p99",
+               f"{publish.get('p50', 0):.1f} / {publish.get('p99', 0):.1f}", "ms")
+    result.add(tag + "  of which Redis → client (arrival − cursor) p50 / p99",
+               f"{fanout.get('p50', 0):.1f} / {fanout.get('p99', 0):.1f}", "ms")
     result.add(tag + "schedule lag p50 (vs sent + 2 s + 100 ms·(k−1))", lag.get("p50", 0.0), "ms")
     result.add(tag + "schedule lag p99", lag.get("p99", 0.0), "ms")
     result.add(tag + "chunks received / expected", f"{chunks:,} / {streams * 20:,}")
@@ -172,7 +184,7 @@ async def _measure(stack: Stack, streams: int, result: Result, *, direct: bool) 
                f"{streams:,} / {streams:,}", ok)
     result.details[label] = dict(
         streams=streams, delivery_delay_ms=delay, final_delivery_delay_ms=percentiles(tracker.final_delays_ms),
-        schedule_lag_ms=lag, peak=peaks, chunks_received=chunks, finals_complete=complete, streams_in_order=chunks_ok,
+        schedule_lag_ms=lag, worker_to_redis_ms=publish, redis_to_client_ms=fanout, peak=peaks, chunks_received=chunks, finals_complete=complete, streams_in_order=chunks_ok,
         errors=tracker.errors, send_s=round(enqueue_s, 3), total_s=round(total_s, 2), cpu_percent=cpu,
         socket_errors=[e for s in sockets for e in s.errors][:5],
     )
