@@ -8,6 +8,7 @@ from graphql import GraphQLError
 from strawberry.extensions import AddValidationRules, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
 from api.mutations import build_mutation
 from core.errors import SwitchboardError
@@ -28,8 +29,15 @@ def _unexpected(error: GraphQLError) -> bool:
     return original is not None and not isinstance(original, SwitchboardError | GraphQLError)
 
 
+class _Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Log unexpected errors only: expected ones are answers to the client, and their messages may
+        quote user input, which is not logged."""
+        super().process_errors([e for e in errors if _unexpected(e)], execution_context)
+
+
 def build_schema() -> strawberry.Schema:
-    return strawberry.Schema(
+    return _Schema(
         query=Query,
         mutation=build_mutation(),
         subscription=Subscription,

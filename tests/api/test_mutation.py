@@ -113,3 +113,10 @@ async def test_sync_execution_answers_inline_without_a_job(services: Services, s
     assert errors == [] and await queued(services) == 0
     streamed = await replay(services.redis, route_id(alice["gid"], ai_action="chat", client_subscription_id="s"), (0, 0))
     assert [(m.chunk_id, m.content) for m in streamed] == [(1, "echo:"), (2, " inline"), (None, "echo: inline")]
+
+
+async def test_refusals_are_answers_not_logged_errors(services: Services, seeded: dict, caplog: pytest.LogCaptureFixture) -> None:
+    secret = "gid://gitlab/Secret/" + "7" * 5
+    _, errors = await run(services, seeded["users"]["alice"]["token"], {"summarizeComments": {"resourceId": secret}})
+    assert errors and secret in errors[0]
+    assert secret not in caplog.text and "Traceback" not in caplog.text
