@@ -46,12 +46,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         settings=settings,
         redis=redis,
         hub=Hub(hub_redis, block_ms=_HUB_BLOCK_MS),
-        publisher=Publisher(
-            redis,
-            route_maxlen=settings.route_maxlen,
-            firehose_maxlen=settings.firehose_maxlen,
-            replay_ttl_s=settings.replay_ttl_s,
-        ),
+        publisher=Publisher.for_settings(redis, settings),
         engine=engine,
         sessions=session_factory(engine),
     )

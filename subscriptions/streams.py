@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from core import keys
 from core.errors import InvalidInput
+from core.settings import Settings
 from subscriptions.messages import AiMessage
 
 __all__ = ["Publisher", "replay", "parse_cursor", "after_cursor"]
@@ -61,6 +62,15 @@ class Publisher:
             ],
         )
         return cursor.decode() if cursor else None
+
+    @classmethod
+    def for_settings(cls, redis: Redis, settings: Settings) -> Publisher:
+        return cls(
+            redis,
+            route_maxlen=settings.route_maxlen,
+            firehose_maxlen=settings.firehose_maxlen,
+            replay_ttl_s=settings.replay_ttl_s,
+        )
 
     async def has_final(self, request_id: str) -> bool:
         return bool(await self._redis.exists(keys.final(request_id)))

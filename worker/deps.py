@@ -46,12 +46,7 @@ def build_deps(settings: Settings, redis: Redis) -> Deps:
     return Deps(
         settings=settings,
         redis=redis,
-        publisher=Publisher(
-            redis,
-            route_maxlen=settings.route_maxlen,
-            firehose_maxlen=settings.firehose_maxlen,
-            replay_ttl_s=settings.replay_ttl_s,
-        ),
+        publisher=Publisher.for_settings(redis, settings),
         engine=engine,
         sessions=session_factory(engine),
         markdown=MarkdownIt("commonmark", {"html": False}),
