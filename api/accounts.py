@@ -11,14 +11,14 @@ import re
 from collections.abc import Iterable
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.access import SCOPES, hash_token, new_token
 from core.errors import InvalidInput
 from core.tables import PersonalAccessToken, User, utcnow
 
-__all__ = ["DEFAULT_SCOPES", "create_token", "create_user"]
+__all__ = ["DEFAULT_SCOPES", "create_token", "create_user", "list_tokens", "revoke_tokens"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,3 +87,33 @@ def _scopes(scopes: Iterable[str] | str) -> list[str]:
     if not requested:
         raise InvalidInput("scopes", f"give at least one of {', '.join(SCOPES)}")
     return [scope for scope in SCOPES if scope in requested]
+
+
+async def list_tokens(session: AsyncSession, username: str) -> list[PersonalAccessToken]:
+    """The user's tokens (digests only), oldest first."""
+    user_id = await _user_id(session, username)
+    query = select(PersonalAccessToken).where(PersonalAccessToken.user_id == user_id).order_by(PersonalAccessToken.id)
+    return list(await session.scalars(query))
+
+
+async def revoke_tokens(
+    session: AsyncSession, username: str, *, token_id: int | None = None, name: str | None = None
+) -> int:
+    """Revoke one token by id, the tokens with a name, or (neither given) all of the user's tokens;
+    returns how many were revoked now."""
+    user_id = await _user_id(session, username)
+    where = [PersonalAccessToken.user_id == user_id, PersonalAccessToken.revoked.is_(False)]
+    if token_id is not None:
+        where.append(PersonalAccessToken.id == token_id)
+    if name is not None:
+        where.append(PersonalAccessToken.name == name)
+    result = await session.execute(update(PersonalAccessToken).where(*where).values(revoked=True))
+    logger.info("revoked %s token(s) of %s", result.rowcount, username)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def _user_id(session: AsyncSession, username: str) -> int:
+    user_id = await session.scalar(select(User.id).where(func.lower(User.username) == str(username).lower()))
+    if user_id is None:
+        raise InvalidInput("username", f"no user named {username!r}")
+    return user_id

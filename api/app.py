@@ -12,6 +12,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from api.context import SwitchboardGraphQL
+from api.definitions import definitions_routes
+from api.features_api import features_routes
 from api.schema import build_schema
 from api.services import open_services
 from core.settings import Settings
@@ -58,6 +60,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/-/health", _health),
             Route("/-/liveness", _health),
             Route("/-/readiness", _readiness),
+            *features_routes(),
+            *definitions_routes(),
         ],
         lifespan=lifespan,
     )

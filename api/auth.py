@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.access import Principal, authenticate
+from core.access import Principal, authenticate, hash_token
 from api.services import Services
 
-__all__ = ["token_from_headers", "token_from_params", "principal_for", "WRITE_SCOPES", "READ_SCOPES"]
+__all__ = [
+    "token_from_headers",
+    "token_from_params",
+    "principal_for",
+    "WRITE_SCOPES",
+    "READ_SCOPES",
+]
 
 WRITE_SCOPES = frozenset({"api", "ai_features"})
 READ_SCOPES = frozenset({"api", "read_api", "ai_features"})
@@ -39,5 +45,11 @@ def token_from_params(params: object) -> str | None:
 async def principal_for(services: Services, token: str | None) -> Principal | None:
     if token is None:
         return None
-    async with services.sessions() as session:
-        return await authenticate(session, token)
+    digest = hash_token(token)
+    principal = services.principals.get(digest)
+    if principal is None:
+        async with services.sessions() as session:
+            principal = await authenticate(session, token)
+        if principal is not None:
+            services.principals.put(digest, principal)
+    return principal

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import json
 import logging
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import uvloop
 from pydantic import ValidationError
 
 from core.errors import SwitchboardError
@@ -59,7 +61,7 @@ def _seed(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     from api.seed import seed
 
     _db_upgrade(settings, args)
-    document = _with_session(settings, seed)
+    document = _with_session(settings, lambda session: seed(session, mode=settings.mode))
     if args.json:
         print(json.dumps(document, indent=2))
     else:
@@ -93,12 +95,25 @@ def _tokens_create(settings: Settings, args: argparse.Namespace) -> None:
 def _catalogue(settings: Settings, args: argparse.Namespace) -> None:
     import catalogue
 
-    catalogue.validate()
-    if args.action == "show":
-        for feature in catalogue.FEATURES.values():
-            print(json.dumps(feature.model_dump(mode="json"), sort_keys=True))
+    loaded = catalogue.validate()
+    if args.action == "show":  # one JSON object a line: features, models, feature settings, prompts
+        for entry in loaded.entries():
+            print(json.dumps(entry, sort_keys=True))
     else:
-        print(f"catalogue is valid: {len(catalogue.FEATURES)} features", file=sys.stderr)
+        counts = (f"{len(loaded.features)} features, {len(loaded.models)} models, "
+                  f"{len(loaded.feature_settings)} feature settings, {len(list(loaded.prompts))} prompt definitions")
+        print(f"catalogue is valid: {counts}", file=sys.stderr)
+
+
+def _check(settings: Settings, args: argparse.Namespace) -> None:
+    """A test completion against each model the features use; one line per model."""
+    probe_models = importlib.import_module("worker.probe").probe_models  # by name: `api` never imports `worker`
+    results = asyncio.run(probe_models(settings))
+    for result in results:
+        print(result.line())
+    failed = [result.model.identifier for result in results if result.failed]
+    if failed:
+        raise CommandFailed(f"{len(failed)} of {len(results)} models failed: {', '.join(failed)}")
 
 
 def _web(settings: Settings, args: argparse.Namespace) -> None:
@@ -106,8 +121,10 @@ def _web(settings: Settings, args: argparse.Namespace) -> None:
 
     from api.app import create_app
 
+    app = create_app(settings)
+    _settle_heap()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port if args.port is not None else settings.port,
         log_level="info",
@@ -121,7 +138,19 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
     # Resolved by name, like arq's own CLI, so that `api` keeps no import of `worker`.
     build_worker = importlib.import_module("worker.settings").build_worker
     logging.getLogger("arq.worker").setLevel(logging.WARNING)  # arq logs job arguments: user input
-    build_worker(settings, burst=args.burst).run()
+    uvloop.install()  # before arq's Worker takes the event loop
+    worker = build_worker(settings, burst=args.burst)
+    _settle_heap()
+    worker.run()
+
+
+def _settle_heap() -> None:
+    """Long-running processes: move start-up objects (modules, schema, catalogue) out of the garbage
+    collector's sight and collect less often. Full collections over the whole heap otherwise pause a busy
+    process for hundreds of milliseconds."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
 
 
 def _run(settings: Settings, args: argparse.Namespace) -> None:
@@ -224,6 +253,15 @@ def _parser() -> argparse.ArgumentParser:
     cat = commands.add_parser("catalogue", help="the feature catalogue")
     cat.add_argument("action", choices=["validate", "show"])
     cat.set_defaults(handler=_catalogue)
+
+    check = commands.add_parser("check", help="a test completion against each configured model, one line per model")
+    check.set_defaults(handler=_check)
+
+    from api import add_ons_cli, admin_cli, flags_cli  # operator commands (issue 3) live in their own modules
+
+    admin_cli.register(commands, users_commands, tokens_commands)
+    add_ons_cli.register(commands)
+    flags_cli.register(commands)
     return parser
 
 

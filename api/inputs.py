@@ -1,18 +1,37 @@
 """GraphQL input types generated from the catalogue: one `Ai<Feature>Input` per external feature and the
-`AiActionInput` that holds one optional field per feature (GitLab's `aiAction` arguments)."""
+`AiActionInput` that holds one optional field per feature (GitLab's `aiAction` arguments).
+
+A feature field's `kind` picks its GraphQL type: `string` → String, `boolean` → Boolean, `current_file` →
+GitLab's `AiCurrentFileInput`, `additional_context` → `[AiAdditionalContextInput!]`. `field_value` turns an
+object-typed argument into the plain JSON the job carries, within the field's size limit.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from enum import Enum
-from typing import Optional
+from typing import Any, Optional
 
 import strawberry
+from strawberry.scalars import JSON
 
-from catalogue import Feature, external_features
+from catalogue import Feature, InputField, external_features
+from core.errors import InvalidInput
 from subscriptions.scalars import AiConversationThreadID, AiModelID, ProjectID
 
-__all__ = ["AiActionInputs", "build_action_input", "AiConversationsThreadsConversationType"]
+__all__ = [
+    "AiActionInputs",
+    "AiAdditionalContextCategory",
+    "AiAdditionalContextInput",
+    "AiConversationsThreadsConversationType",
+    "AiCurrentFileInput",
+    "MAX_ADDITIONAL_CONTEXT_ITEMS",
+    "build_action_input",
+    "field_value",
+]
+
+MAX_ADDITIONAL_CONTEXT_ITEMS = 100
 
 
 @strawberry.enum(name="AiConversationsThreadsConversationType", description="Conversation type of the thread.")
@@ -20,6 +39,69 @@ class AiConversationsThreadsConversationType(Enum):
     DUO_CHAT = "duo_chat"
     DUO_CODE_REVIEW = "duo_code_review"
     DUO_QUICK_CHAT = "duo_quick_chat"
+
+
+@strawberry.enum(name="AiAdditionalContextCategory", description="The category of the additional context.")
+class AiAdditionalContextCategory(Enum):
+    FILE = "file"
+    SNIPPET = "snippet"
+    MERGE_REQUEST = "merge_request"
+    ISSUE = "issue"
+    DEPENDENCY = "dependency"
+    LOCAL_GIT = "local_git"
+    TERMINAL = "terminal"
+    REPOSITORY = "repository"
+    DIRECTORY = "directory"
+    AGENT_USER_ENVIRONMENT = "agent_user_environment"
+
+
+@strawberry.input(name="AiCurrentFileInput", description="Information about the file open in the editor.")
+class AiCurrentFileInput:
+    file_name: str = strawberry.field(description="File name.")
+    selected_text: str = strawberry.field(description="Selected text.")
+    content_above_cursor: str | None = strawberry.field(default=None, description="Content above cursor.")
+    content_below_cursor: str | None = strawberry.field(default=None, description="Content below cursor.")
+
+
+@strawberry.input(name="AiAdditionalContextInput", description="Additional context for the chat.")
+class AiAdditionalContextInput:
+    category: AiAdditionalContextCategory = strawberry.field(description="Category of the additional context.")
+    id: str = strawberry.field(description="ID of the additional context.")
+    content: str = strawberry.field(description="Content of the additional context.")
+    metadata: JSON | None = strawberry.field(default=None, description="Metadata of the additional context.")
+
+
+_TYPES: dict[str, Any] = {
+    "string": str,
+    "boolean": bool,
+    "current_file": AiCurrentFileInput,
+    "additional_context": list[AiAdditionalContextInput],
+}
+
+
+def _too_long(argument: str, limit: int) -> InvalidInput:
+    return InvalidInput(argument, f"is too long (maximum is {limit} characters)")
+
+
+def field_value(field: InputField, value: Any, argument: str) -> object:
+    """The JSON the job carries for a non-string argument; InvalidInput past the field's size limit."""
+    if field.kind == "current_file":
+        data = {key: getattr(value, key) for key in ("file_name", "selected_text", "content_above_cursor", "content_below_cursor")}
+        if sum(len(text or "") for text in data.values()) > field.max_length:
+            raise _too_long(argument, field.max_length)
+        return data
+    if field.kind == "additional_context":
+        if len(value) > MAX_ADDITIONAL_CONTEXT_ITEMS:
+            raise InvalidInput(argument, f"has too many items (maximum is {MAX_ADDITIONAL_CONTEXT_ITEMS})")
+        items = []
+        for item in value:
+            if item.metadata is not None and not isinstance(item.metadata, dict):
+                raise InvalidInput(f"{argument}.metadata", "must be an object")
+            items.append({"category": item.category.value, "id": item.id, "content": item.content, "metadata": item.metadata})
+        if len(json.dumps(items)) > field.max_length:
+            raise _too_long(argument, field.max_length)
+        return items
+    return bool(value) if field.kind == "boolean" else value
 
 
 def _pascal(key: str) -> str:
@@ -36,7 +118,8 @@ def _feature_input(feature: Feature) -> type:
         annotations["resource_id"] = Optional[AiModelID]  # noqa: UP045 - evaluated at runtime by strawberry
         namespace["resource_id"] = strawberry.field(default=None, description="Global ID of the resource.")
     for field in feature.fields:
-        annotations[field.name] = str if field.required else Optional[str]  # noqa: UP045
+        kind = _TYPES[field.kind]
+        annotations[field.name] = kind if field.required else Optional[kind]  # noqa: UP045
         namespace[field.name] = strawberry.field(description=field.description or None, **({} if field.required else {"default": None}))
     namespace["__annotations__"] = annotations
     cls = type(f"Ai{_pascal(feature.key)}Input", (), namespace)

@@ -8,13 +8,14 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from api import permissions
 from api.auth import WRITE_SCOPES
 from api.context import Context
-from api.inputs import AiActionInputs, build_action_input
+from api.inputs import AiActionInputs, build_action_input, field_value
 from catalogue import Feature
-from core.access import readable_resource
+from core.access import container_of, readable_resource
 from core.actions import ActionRecord
-from core.errors import RESOURCE_NOT_AVAILABLE, AccessDenied, InvalidInput
+from core.errors import AI_NOT_PERMITTED, RESOURCE_NOT_AVAILABLE, AccessDenied, InvalidInput
 from core.ids import GlobalID, new_request_id
 from core.redis import enqueue_action
 from subscriptions import history
@@ -49,6 +50,9 @@ def _validated_fields(feature: Feature, method_input: Any) -> dict[str, object]:
         argument = f"{feature.graphql_name}.{_camel(field.name)}"
         if value is None:
             continue
+        if field.kind != "string":  # booleans and GitLab's input objects (chat's currentFile, additionalContext)
+            values[field.name] = field_value(field, value, argument)
+            continue
         if field.required and not value.strip():
             raise InvalidInput(argument, "can't be blank")
         if len(value) > field.max_length:
@@ -74,13 +78,19 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -
         raise AccessDenied(RESOURCE_NOT_AVAILABLE)
     feature, method_input = _chosen(inputs, data)
     services = context.services
+    await permissions.check_rate_limit(services, principal)  # 3
+    await permissions.check_flags(services, principal, feature)  # 4
     resource: GlobalID | None = None
-    if method_input.resource_id is not None:
-        resource = GlobalID.parse(
-            method_input.resource_id, argument=f"{feature.graphql_name}.resourceId", types=feature.resource_types
-        )
-        async with services.sessions() as session:
-            await readable_resource(session, principal, resource)
+    async with services.sessions() as session:  # no connection is taken until a query runs
+        container = None
+        if method_input.resource_id is not None:
+            resource = GlobalID.parse(
+                method_input.resource_id, argument=f"{feature.graphql_name}.resourceId", types=feature.resource_types
+            )
+            container = await container_of(await readable_resource(session, principal, resource))  # 5
+        if not (await permissions.decide(services, session, principal, feature, container)).allowed:  # 6
+            return AiActionPayload(client_mutation_id=data.client_mutation_id, errors=[AI_NOT_PERMITTED])
+        flags = await permissions.pushed_flags_for(services, principal, container)
     project = GlobalID.parse(data.project_id, argument="projectId", types={"Project"}) if data.project_id else None
     thread = (
         GlobalID.parse(data.thread_id, argument="threadId", types={"Ai::Conversation::Thread"}) if data.thread_id else None
@@ -95,6 +105,7 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -
         thread_id=str(thread) if thread else None,
         project_id=str(project) if project else None,
         platform_origin=_short_text(data.platform_origin, "platformOrigin"),
+        flags=flags,
     )
     if feature.ai_action is not None:
         await _echo_user_message(context, feature, record)

@@ -6,17 +6,20 @@ import strawberry
 from strawberry.types import Info
 
 from api.auth import READ_SCOPES
-from catalogue import Feature, external_features
+from api.namespace_types import (
+    CurrentUserType,
+    GroupType,
+    ProjectType,
+    ai_features_about,
+    current_user,
+    find_group,
+    find_project,
+)
+from catalogue import Feature
 from core.errors import RESOURCE_NOT_AVAILABLE, AccessDenied
+from subscriptions.scalars import AiModelID
 
 __all__ = ["Query"]
-
-
-@strawberry.type(name="UserCore", description="Core representation of a GitLab user.")
-class UserType:
-    id: strawberry.ID
-    username: str
-    admin: bool
 
 
 @strawberry.type(name="AiFeature", description="An AI feature of the catalogue, as the caller may use it.")
@@ -41,13 +44,21 @@ def _caller(info: Info):  # noqa: ANN202
 @strawberry.type
 class Query:
     @strawberry.field(description="The currently authenticated user.")
-    def current_user(self, info: Info) -> UserType | None:
-        principal = info.context.principal
-        if principal is None:
-            return None
-        return UserType(id=strawberry.ID(principal.gid), username=principal.username, admin=principal.admin)
+    async def current_user(self, info: Info) -> CurrentUserType | None:
+        return await current_user(info)
 
-    @strawberry.field(description="The AI features of the catalogue and whether the caller may use them.")
-    def ai_features(self, info: Info) -> list[AiFeatureType]:
+    @strawberry.field(description="The AI features of the catalogue and whether the caller may use them "
+                      "(about `resourceId` when given).")
+    async def ai_features(self, info: Info, resource_id: AiModelID | None = None) -> list[AiFeatureType]:  # type: ignore[valid-type]
         _caller(info)
-        return [AiFeatureType.from_model(feature, available=True) for feature in external_features()]
+        return await ai_features_about(info, resource_id)
+
+    @strawberry.field(description="Find a group by its full path; null when it does not exist or is not visible.")
+    async def group(self, info: Info, full_path: strawberry.ID) -> GroupType | None:
+        _caller(info)
+        return await find_group(info, str(full_path))
+
+    @strawberry.field(description="Find a project by its full path; null when it does not exist or is not visible.")
+    async def project(self, info: Info, full_path: strawberry.ID) -> ProjectType | None:
+        _caller(info)
+        return await find_project(info, str(full_path))

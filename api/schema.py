@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 from api.mutations import build_mutation
 from core.errors import SwitchboardError
 from api.queries import Query
+from subscriptions.execution import EventExecutionContext
 from subscriptions.scalars import SCALAR_MAP
 from subscriptions.schema import Subscription
 
@@ -50,4 +51,5 @@ def build_schema() -> strawberry.Schema:
             lambda: MaskErrors(should_mask_error=_unexpected, error_message=UNEXPECTED),
         ],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=EventExecutionContext,
     )

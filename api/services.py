@@ -12,9 +12,13 @@ from arq.connections import ArqRedis
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from catalogue.flags import default_enabled
 from core.db import create_engine, session_factory
+from core.entitlement import Entitlements
+from core.flags import FlagStore
 from core.redis import connect, redis_url
 from core.settings import Settings
+from api.principals import PrincipalCache
 from subscriptions.hub import Hub
 from subscriptions.streams import Publisher
 
@@ -32,6 +36,15 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     inline_ctx: dict[str, Any] = field(default_factory=dict)  # SWITCHBOARD_SYNC_EXECUTION only
+    # This process's caches for authorization (SPEC §5.1 checks 4 and 6): flags and entitlement, ≤ 5 s.
+    flags: FlagStore = field(init=False)
+    entitlements: Entitlements = field(default_factory=Entitlements)
+
+    principals: PrincipalCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.principals = PrincipalCache(self.settings.auth_cache_s)
+        self.flags = FlagStore(self.sessions, default_enabled)
 
 
 @asynccontextmanager

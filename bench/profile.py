@@ -2,7 +2,7 @@
 
 py-spy (`pip install py-spy` into the venv) writes collapsed stacks; the summary keeps the top frames by
 self time (where the CPU went) and by total time (which calls it went through). Files land in
-bench/results/profiles/ and are not meant to be committed.
+bench/results/profiles/ (git-ignored by bench/results/.gitignore).
 """
 
 from __future__ import annotations

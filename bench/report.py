@@ -47,6 +47,12 @@ class Result:
     details: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
+    def add_calls(self, label: str, calls: dict[str, float], top: int = 6) -> None:
+        """A row summing up Redis commands per unit: the total and the most frequent."""
+        parts = ", ".join(f"{name} {n:g}" for name, n in list(calls.items()) if name != "total")
+        head = ", ".join(parts.split(", ")[:top])
+        self.add(label, f"{calls.get('total', 0):g} ({head})")
+
     def add(self, metric: str, value: float | int | str, unit: str = "", target: str = "", met: bool | None = None) -> None:
         if isinstance(value, float):
             value = round(value, 2)
@@ -91,12 +97,12 @@ def _code_version() -> dict[str, Any]:
 
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.strip()
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10).stdout.rstrip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
     changed = [line[3:] for line in git("status", "--porcelain").splitlines() if not line[3:].startswith("bench/")]
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_product_files": changed}
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted_product_files": changed}
 
 
 def _fmt(value: object, unit: str) -> str:
@@ -111,14 +117,16 @@ def markdown(results: list[Result], info: dict[str, Any]) -> str:
     lines = [
         f"Machine: {info['nproc']} CPU ({info['cpu_model']}), {info['memory_mb']} MB, Python {info['python']}, "
         f"{info['date']}{' (quick run)' if info.get('quick') else ''}; code {info['code']['commit']}"
-        + (f" + uncommitted {', '.join(info['code']['uncommitted_product_files'])}" if info["code"]["uncommitted_product_files"] else ""),
+        + (f" + {len(info['code']['uncommitted_product_files'])} uncommitted product files (listed in the JSON)"
+           if info["code"]["uncommitted_product_files"] else ""),
         "",
         "| scenario | metric | value | target (SPEC §12) | met? |",
         "|---|---|---|---|---|",
     ]
     for result in results:
         if result.error:
-            lines.append(f"| {result.scenario} | error | {result.error} | | ✗ |")
+            error = " ".join(result.error.split()).replace("|", "/")
+            lines.append(f"| {result.scenario} | error | {error} | | ✗ |")
         for m in result.metrics:
             met = "" if m.met is None else ("✓" if m.met else "✗")
             lines.append(f"| {result.scenario} | {m.metric} | {_fmt(m.value, m.unit)} | {m.target} | {met} |")

@@ -16,18 +16,21 @@ import subprocess
 import sys
 import tempfile
 import time
+from asyncio import CancelledError
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import psutil
 
-from bench.profile import Profiler
 from core.redis import redis_server_binary
 
-__all__ = ["Stack", "CpuMeter", "HOST", "free_port", "cli_command", "raise_fd_limit", "stop_process"]
+__all__ = ["Stack", "HOST", "free_port", "cli_command", "raise_fd_limit", "stop_process"]
 
 HOST = "127.0.0.1"
+# --gc-stats: web/worker run under bench.gcprobe; "collected" gets their reports, "windows" the measured
+# (wall-clock) windows of CpuMeter, so that only collections inside them are counted.
+GC_STATS: dict = {"enabled": False, "tune": False, "collected": [], "windows": []}
 _READY_TIMEOUT_S = 60.0
 
 
@@ -117,10 +120,12 @@ class Stack:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is not None:
+        if exc_type is not None and not issubclass(exc_type, (KeyboardInterrupt, CancelledError)):  # type: ignore[arg-type]
             self._failed = True
         for name in ("web", "worker", *[n for n in self.processes if n not in ("web", "worker", "redis")], "redis"):
             stop_process(self.processes.get(name))
+        for path in sorted(self.workdir.glob("gc-*.json")):
+            GC_STATS["collected"].append({"process": path.stem.removeprefix("gc-"), **json.loads(path.read_text())})
         if self._failed:
             self._print_logs()
             print(f"bench: logs kept in {self.workdir}", file=sys.stderr)
@@ -148,10 +153,18 @@ class Stack:
         self._cli(["db", "upgrade"])
         self.seed = json.loads(self._cli(["seed", "--json"]))
         self.web_port = free_port()
-        self.processes["web"] = self.spawn("web", [*cli_command(), "web", "--host", HOST, "--port", str(self.web_port)])
+        self.processes["web"] = self.spawn("web", [*self._cli_for("web"), "web", "--host", HOST, "--port", str(self.web_port)])
         if self.worker:
-            self.processes["worker"] = self.spawn("worker", [*cli_command(), "worker"])
+            self.processes["worker"] = self.spawn("worker", [*self._cli_for("worker"), "worker"])
         self._wait_web()
+
+    def _cli_for(self, name: str) -> list[str]:
+        if not GC_STATS["enabled"]:
+            return cli_command()
+        self.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+        if GC_STATS["tune"]:
+            self.env["BENCH_GC_TUNE"] = "3"  # seconds after start: the app's start-up is done by then
+        return [sys.executable, "-m", "bench.gcprobe", str(self.workdir / f"gc-{name}.json")]
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start a process in the stack's directory (cwd, so no developer `.env` is read); logs to <name>.log."""
@@ -168,7 +181,9 @@ class Stack:
             [*cli_command(), *args], env=self.env, cwd=self.workdir, capture_output=True, text=True, timeout=120
         )
         if result.returncode != 0:
-            raise RuntimeError(f"switchboard {' '.join(args)} failed ({result.returncode}): {result.stderr[-2000:]}")
+            (self.workdir / f"cli-{args[0]}.log").write_text(result.stderr)
+            last = next((line for line in reversed(result.stderr.splitlines()) if line.strip()), "")
+            raise RuntimeError(f"switchboard {' '.join(args)} failed ({result.returncode}): {last.strip()}")
         return result.stdout
 
     def _wait_redis(self) -> None:
@@ -190,13 +205,20 @@ class Stack:
                 if process.poll() is not None:
                     raise RuntimeError(f"{name} exited with status {process.returncode} during start-up")
             try:
-                if httpx.get(f"{self.http_url}/-/readiness", timeout=2).status_code == 200:
-                    time.sleep(0.5 if self.worker else 0)  # let the worker finish its own start-up
+                if httpx.get(f"{self.http_url}/-/readiness", timeout=2).status_code == 200 and self._worker_ready():
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         raise RuntimeError("web process not ready within 60 s")
+
+    def _worker_ready(self) -> bool:
+        """arq writes `<queue>:health-check` at its first poll, i.e. once its start-up is done."""
+        if not self.worker:
+            return True
+        with socket.create_connection((HOST, self.redis_port), timeout=2) as s:
+            s.sendall(b"EXISTS switchboard:queue:health-check\r\n")
+            return s.recv(16).startswith(b":1")
 
     def _print_logs(self) -> None:
         for log in sorted(self.workdir.glob("*.log")):
@@ -215,33 +237,3 @@ class Stack:
         """TCP connections the process holds to the private Redis (counted by the kernel, via psutil)."""
         conns = psutil.Process(self.pid(name)).net_connections(kind="tcp")
         return sum(1 for c in conns if c.raddr and c.raddr.port == self.redis_port and c.status == "ESTABLISHED")
-
-
-class CpuMeter:
-    """CPU used by the stack's processes and by this (client) process between `start()` and `stop()`,
-    in percent of one core (the machine has `os.cpu_count()` of them)."""
-
-    def __init__(self, stack: Stack, names: tuple[str, ...] | None = None) -> None:
-        names = names or tuple(n for n in ("web", "worker", "redis") if n in stack.processes)
-        self._procs = {n: psutil.Process(stack.pid(n)) for n in names}
-        self._procs["client"] = psutil.Process()
-        self._profiler = Profiler({n: p.pid for n, p in self._procs.items() if n != "client"})
-        self._start: dict[str, float] = {}
-        self._t0 = 0.0
-
-    @staticmethod
-    def _cpu(process: psutil.Process) -> float:
-        times = process.cpu_times()
-        return times.user + times.system
-
-    def start(self) -> None:
-        self._t0 = time.perf_counter()
-        self._start = {n: self._cpu(p) for n, p in self._procs.items()}
-        self._profiler.start()
-
-    def stop(self) -> dict[str, float]:
-        elapsed = time.perf_counter() - self._t0
-        out = {n: round(100 * (self._cpu(p) - self._start[n]) / elapsed, 1) for n, p in self._procs.items()}
-        out["total_of_%d_cores" % (os.cpu_count() or 1)] = round(sum(out.values()), 1)
-        self._profiler.stop()
-        return out

@@ -1,18 +1,37 @@
-"""The declarative catalogue: features (and, later, models, feature settings, prompts, flags)."""
+"""The declarative catalogue: features (Python), models, feature settings and prompt definitions (YAML).
+
+`get_catalogue()` loads and validates the shipped catalogue once per process; `validate()` reports every
+broken cross-reference at once (`switchboard catalogue validate`).
+"""
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from types import MappingProxyType
 
 from catalogue.features import FEATURE_LIST, MAX_CONTENT_SIZE, Feature, InputField
+from catalogue.models import FeatureSetting, ModelDefinition, ModelParams
+from catalogue.prompts import CHECK_PROMPT, CONTEXT_VARIABLES, Prompt, PromptRegistry
+from catalogue.validation import CATALOGUE_DIR, Catalogue, check_catalogue, load_catalogue
 from core.errors import CatalogueError, FeatureNotFound
 
 __all__ = [
+    "CATALOGUE_DIR",
+    "CHECK_PROMPT",
+    "CONTEXT_VARIABLES",
+    "Catalogue",
     "FEATURES",
     "Feature",
+    "FeatureSetting",
     "InputField",
     "MAX_CONTENT_SIZE",
+    "ModelDefinition",
+    "ModelParams",
+    "Prompt",
+    "PromptRegistry",
     "external_features",
+    "get_catalogue",
     "get_feature",
     "validate",
 ]
@@ -32,26 +51,17 @@ def external_features() -> tuple[Feature, ...]:
     return tuple(f for f in FEATURE_LIST if not f.internal)
 
 
-def validate(features: tuple[Feature, ...] = FEATURE_LIST) -> None:
-    """Check every cross-reference of the catalogue; raise one CatalogueError listing all problems."""
-    problems: list[str] = []
-    seen: set[str] = set()
-    for feature in features:
-        if feature.key in seen:
-            problems.append(f"feature {feature.key!r} is declared twice")
-        seen.add(feature.key)
-        names = [f.name for f in feature.fields]
-        if len(set(names)) != len(names):
-            problems.append(f"feature {feature.key!r} declares a field twice")
-        if "resource_id" in names:
-            problems.append(f"feature {feature.key!r}: resource_id is implicit, do not declare it")
-        if feature.user_text_field is not None and feature.user_text_field not in names:
-            problems.append(
-                f"feature {feature.key!r}: user_text_field {feature.user_text_field!r} is not one of its fields"
-            )
-        if not feature.resource_types:
-            problems.append(f"feature {feature.key!r} allows no resource type")
-        if feature.timeout_s <= 0:
-            problems.append(f"feature {feature.key!r}: timeout_s must be positive")
+def validate(features: tuple[Feature, ...] = FEATURE_LIST, root: Path = CATALOGUE_DIR) -> Catalogue:
+    """Load the catalogue under `root` and check every cross-reference; one CatalogueError lists all
+    problems."""
+    catalogue, problems = load_catalogue(features, root)
+    problems += check_catalogue(catalogue, features)
     if problems:
         raise CatalogueError(problems)
+    return catalogue
+
+
+@functools.cache
+def get_catalogue() -> Catalogue:
+    """The shipped catalogue, validated; loaded once per process on first use."""
+    return validate()

@@ -10,12 +10,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["InputField", "Feature", "FEATURE_LIST", "MAX_CONTENT_SIZE"]
+from catalogue.versions import DEFAULT_CONSTRAINT
+
+__all__ = ["InputField", "InputKind", "Feature", "FEATURE_LIST", "MAX_CONTENT_SIZE"]
 
 # GitLab's MAX_CONTENT_SIZE for text that goes to a model.
 MAX_CONTENT_SIZE = 400_000
 
 _AI_RESOURCES = frozenset({"Issue", "MergeRequest", "Epic", "Project", "Group", "Vulnerability", "Note"})
+
+# `string` and `boolean` are scalars; `current_file` is GitLab's AiCurrentFileInput (the file open in the
+# editor: fileName, selectedText, contentAboveCursor, contentBelowCursor) and `additional_context` a list of
+# AiAdditionalContextInput (category, id, content, metadata). `max_length` bounds every text inside.
+InputKind = Literal["string", "boolean", "current_file", "additional_context"]
 
 
 class InputField(BaseModel):
@@ -24,7 +31,7 @@ class InputField(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # snake_case; GraphQL gets camelCase
-    kind: Literal["string"] = "string"
+    kind: InputKind = "string"
     required: bool = True
     max_length: int = MAX_CONTENT_SIZE
     description: str = ""
@@ -48,9 +55,12 @@ class Feature(BaseModel):
     # Messages also go to the `{userId, aiAction}` routes under this AiAction value (GitLab: chat only);
     # the user's own message is echoed there and the final answer is broadcast to every tab.
     ai_action: Literal["chat"] | None = None
-    prompt: str
-    timeout_s: float = 30.0
-    feature_setting: str
+    prompt: str  # prompt id: catalogue/prompts/<prompt>/<family|base>/<semver>.yml
+    prompt_version: str = DEFAULT_CONSTRAINT
+    timeout_s: float = 30.0  # per model call (idle time before and between chunks); a prompt may override
+    feature_setting: str  # feature_settings.yml: the default and selectable models
+    # Answers when the primary model fails before its first chunk; must use another provider.
+    fallback_model: str | None = None
     # The input field holding the user's own text; without one the text is the humanized key
     # (GitLab's `action.to_s.humanize`, e.g. "Summarize comments").
     user_text_field: str | None = None
@@ -70,7 +80,13 @@ FEATURE_LIST: tuple[Feature, ...] = (
         key="chat",
         title="GitLab Duo Chat",
         description="Answers questions in a conversation, optionally about a resource.",
-        fields=(InputField(name="content", description="Content of the message."),),
+        fields=(
+            InputField(name="content", description="Content of the message."),
+            InputField(name="current_file", kind="current_file", required=False,
+                       description="Information about the file open in the editor."),
+            InputField(name="additional_context", kind="additional_context", required=False,
+                       description="Additional context to be passed for the chat."),
+        ),
         resource_required=False,
         unit_primitive="duo_chat",
         cache_response=True,
@@ -79,6 +95,7 @@ FEATURE_LIST: tuple[Feature, ...] = (
         prompt="chat",
         timeout_s=60.0,
         feature_setting="duo_chat",
+        fallback_model="claude_sonnet_4_6_vertex",
         user_text_field="content",
     ),
     Feature(
@@ -89,7 +106,7 @@ FEATURE_LIST: tuple[Feature, ...] = (
         resource_types=frozenset({"Project", "MergeRequest", "Issue"}),
         unit_primitive="explain_code",
         prompt="explain_code",
-        feature_setting="code_explanation",
+        feature_setting="duo_chat_explain_code",
         user_text_field="code",
     ),
     Feature(
@@ -99,6 +116,89 @@ FEATURE_LIST: tuple[Feature, ...] = (
         resource_types=frozenset({"Issue", "Epic", "MergeRequest"}),
         unit_primitive="summarize_comments",
         prompt="summarize_comments",
-        feature_setting="summarize_comments",
+        feature_setting="duo_chat_summarize_comments",
+    ),
+    Feature(
+        key="generate_description",
+        title="Issue description generation",
+        description="Writes a description for an issue or epic from a short outline.",
+        fields=(
+            InputField(name="content", description="Content of the message."),
+            InputField(name="description_template_name", required=False, max_length=255,
+                       description="Name of the description template to use to generate message off of."),
+        ),
+        resource_types=frozenset({"Issue", "Epic", "MergeRequest", "Project", "Group"}),
+        unit_primitive="generate_issue_description",
+        maturity="experimental",
+        self_managed=True,  # offered on self-managed (Duo Enterprise); beta/experimental needs the instance's opt-in
+        prompt="generate_description",
+        feature_setting="generate_description",
+        user_text_field="content",
+    ),
+    Feature(
+        key="generate_commit_message",
+        title="Merge commit message generation",
+        description="Writes a merge commit message from a merge request's diff.",
+        resource_types=frozenset({"MergeRequest"}),
+        unit_primitive="generate_commit_message",
+        prompt="generate_commit_message",
+        feature_setting="generate_commit_message",
+    ),
+    Feature(
+        key="summarize_new_merge_request",
+        title="Merge request summary",
+        description="Summarizes the changes of a merge request from its diff.",
+        resource_types=frozenset({"MergeRequest"}),
+        unit_primitive="summarize_merge_request",
+        maturity="experimental",
+        self_managed=True,  # offered on self-managed (Duo Enterprise); beta/experimental needs the instance's opt-in
+        prompt="summarize_new_merge_request",
+        feature_setting="summarize_new_merge_request",
+    ),
+    Feature(
+        key="summarize_review",
+        title="Code review summary",
+        description="Summarizes the review comments on a merge request.",
+        resource_types=frozenset({"MergeRequest"}),
+        unit_primitive="summarize_review",
+        maturity="experimental",
+        self_managed=True,  # offered on self-managed (Duo Enterprise); beta/experimental needs the instance's opt-in
+        prompt="summarize_review",
+        feature_setting="summarize_review",
+    ),
+    Feature(
+        key="explain_vulnerability",
+        title="Vulnerability explanation",
+        description="Explains a vulnerability and how it could be exploited.",
+        fields=(
+            InputField(name="include_source_code", kind="boolean", required=False,
+                       description="Include vulnerablility source code in the AI prompt."),
+        ),
+        resource_types=frozenset({"Vulnerability"}),
+        unit_primitive="explain_vulnerability",
+        prompt="explain_vulnerability",
+        feature_setting="duo_chat_explain_vulnerability",
+    ),
+    Feature(
+        key="resolve_vulnerability",
+        title="Vulnerability resolution",
+        description="Proposes a code change that fixes a vulnerability.",
+        resource_types=frozenset({"Vulnerability"}),
+        unit_primitive="resolve_vulnerability",
+        prompt="resolve_vulnerability",
+        feature_setting="resolve_vulnerability",
+    ),
+    Feature(
+        key="categorize_question",
+        title="Chat question categorization",
+        description="Labels a chat question with a category and detailed category (internal).",
+        fields=(InputField(name="question", description="The chat question to categorize."),),
+        resource_required=False,
+        unit_primitive="categorize_duo_chat_question",
+        self_managed=False,
+        internal=True,
+        prompt="categorize_question",
+        feature_setting="categorize_question",
+        user_text_field="question",
     ),
 )

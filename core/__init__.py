@@ -1,6 +1,9 @@
-"""What every Switchboard process needs: settings, Redis keys, errors, ids, the database.
+"""What every Switchboard process needs: settings, Redis keys, errors, ids, the database, and the
+authorization decisions that both the web process and the worker make.
 
-The list of modules here is closed: settings, keys, errors, ids, redis, db, tables, access, migrations.
+The list of modules here is closed: settings, keys, errors, ids, redis, db, tables (a package, one module
+per noun), access, migrations, flags (the flag store, its cache, and the pushed flags' context variable that
+`is_feature_enabled` reads in the worker), entitlement (Duo enabled, seats, maturity: SPEC §6).
 """
 
 __all__: list[str] = []

@@ -6,7 +6,12 @@ Read rules (GitLab's, reduced to what Switchboard serves):
 - a private project needs a membership of the project or of any group above it (any level, guest up);
 - a private group needs a membership of it, of a group above it, or of anything inside it;
 - an issue needs its project, and when confidential also reporter+ or being its author;
+- a merge request needs its project, and reporter+ when the project is private (guests see none there);
+- an epic needs its group, and when confidential also reporter+ or being its author;
+- a vulnerability needs developer+ on its project (GitLab's security dashboard);
 - a note is readable iff its noteable is.
+
+`container_of` names the project or group whose Duo settings govern a resource (SPEC §6).
 
 The mutation hot path is `authenticate` (one query) + `readable_resource` (at most two more).
 """
@@ -25,7 +30,21 @@ from sqlalchemy.orm.interfaces import ORMOption
 
 from core.errors import AccessDenied
 from core.ids import GlobalID
-from core.tables import AccessLevel, Group, Issue, Member, Note, PersonalAccessToken, Project, User, Visibility, utcnow
+from core.tables import (
+    AccessLevel,
+    Epic,
+    Group,
+    Issue,
+    Member,
+    MergeRequest,
+    Note,
+    PersonalAccessToken,
+    Project,
+    User,
+    Visibility,
+    Vulnerability,
+    utcnow,
+)
 
 __all__ = [
     "SCOPES",
@@ -35,6 +54,7 @@ __all__ = [
     "access_level",
     "authenticate",
     "can_read",
+    "container_of",
     "find_resource",
     "get_principal",
     "hash_token",
@@ -48,8 +68,17 @@ logger = logging.getLogger(__name__)
 TOKEN_PREFIX = "glpat-"
 SCOPES = ("api", "read_api", "ai_features")
 
-Resource = Issue | Project | Group | Note
-_MODELS: dict[str, type[Resource]] = {"Issue": Issue, "Project": Project, "Group": Group, "Note": Note}
+Resource = Issue | MergeRequest | Epic | Vulnerability | Project | Group | Note
+_MODELS: dict[str, type[Resource]] = {
+    "Issue": Issue,
+    "MergeRequest": MergeRequest,
+    "Epic": Epic,
+    "Vulnerability": Vulnerability,
+    "Project": Project,
+    "Group": Group,
+    "Note": Note,
+}
+_NOTEABLES = {"Issue": "issue", "MergeRequest": "merge_request", "Epic": "epic"}
 
 
 def hash_token(token: str) -> str:
@@ -106,7 +135,7 @@ async def get_principal(session: AsyncSession, user_id: int) -> Principal | None
 
 
 async def find_resource(session: AsyncSession, gid: GlobalID) -> Resource | None:
-    """The Issue, Project, Group or Note a global ID names, with what `can_read` needs loaded; else None."""
+    """The resource a global ID names, with what `can_read` and `container_of` need loaded; else None."""
     model = _MODELS.get(gid.type)
     if model is None:
         return None
@@ -131,6 +160,14 @@ async def can_read(session: AsyncSession, principal: Principal | None, resource:
             return noteable is not None and await can_read(session, principal, noteable)
         case Issue():
             return await _can_read_issue(session, principal, resource)
+        case MergeRequest():
+            project = await resource.awaitable_attrs.project
+            return await _can_read_in_project(session, principal, project, private_level=AccessLevel.REPORTER)
+        case Vulnerability():
+            project = await resource.awaitable_attrs.project
+            return await _can_read_in_project(session, principal, project, level=AccessLevel.DEVELOPER)
+        case Epic():
+            return await _can_read_epic(session, principal, resource)
         case Project():
             if _open_to(principal, resource.visibility):
                 return True
@@ -153,23 +190,49 @@ async def access_level(session: AsyncSession, principal: Principal, resource: Pr
 
 
 async def resource_notes(session: AsyncSession, resource: object) -> list[Note]:
-    """The human notes on an issue, oldest first, with their authors loaded; [] for anything else."""
-    if not isinstance(resource, Issue):
+    """The human notes on an issue, merge request or epic, oldest first, with their authors loaded; []
+    for anything else."""
+    kind = type(resource).__name__
+    if kind not in _NOTEABLES:
         return []
     query = (
         select(Note)
         .options(joinedload(Note.author))
-        .where(Note.noteable_type == "Issue", Note.noteable_id == resource.id, Note.system.is_(False))
+        .where(Note.noteable_type == kind, Note.noteable_id == resource.id, Note.system.is_(False))  # type: ignore[attr-defined]
         .order_by(Note.created_at, Note.id)
     )
     return list(await session.scalars(query))
 
 
+async def container_of(resource: object) -> Project | Group | None:
+    """The project or group whose settings govern `resource` (a note: its noteable's); None for anything
+    else. Loads what `find_resource` did not."""
+    match resource:
+        case Project() | Group():
+            return resource
+        case Issue() | MergeRequest() | Vulnerability():
+            project = await resource.awaitable_attrs.project
+            await project.awaitable_attrs.group
+            return project
+        case Epic():
+            return await resource.awaitable_attrs.group
+        case Note():
+            return await container_of(await _noteable(resource))
+    return None
+
+
 def _eager(model: type[Resource]) -> list[ORMOption]:
-    if model is Issue:
-        return [joinedload(Issue.project, innerjoin=True).joinedload(Project.group, innerjoin=True)]
+    in_project = lambda attr: joinedload(attr, innerjoin=True).joinedload(Project.group, innerjoin=True)  # noqa: E731
+    if model is Issue or model is MergeRequest or model is Vulnerability:
+        return [in_project(model.project)]
+    if model is Epic:
+        return [joinedload(Epic.group, innerjoin=True)]
     if model is Note:
-        return [joinedload(Note.issue).joinedload(Issue.project).joinedload(Project.group)]
+        return [
+            joinedload(Note.issue).joinedload(Issue.project).joinedload(Project.group),
+            joinedload(Note.merge_request).joinedload(MergeRequest.project).joinedload(Project.group),
+            joinedload(Note.epic).joinedload(Epic.group),
+        ]
     if model is Project:
         return [joinedload(Project.group, innerjoin=True)]
     return []
@@ -192,9 +255,40 @@ async def _can_read_issue(session: AsyncSession, principal: Principal | None, is
     return not issue.confidential or level >= AccessLevel.REPORTER or issue.author_id == principal.user_id
 
 
+async def _can_read_in_project(
+    session: AsyncSession,
+    principal: Principal | None,
+    project: Project,
+    *,
+    level: int = 0,
+    private_level: int = 0,
+) -> bool:
+    """Readable in `project`: it is open to the principal (and `level` is 0), or they hold at least
+    `level`, and in a private project at least `private_level`, and some membership in any case."""
+    if level == 0 and project.visibility != Visibility.PRIVATE and _open_to(principal, project.visibility):
+        return True
+    if principal is None:
+        return False
+    held = await access_level(session, principal, project)
+    needed = max(level, private_level if project.visibility == Visibility.PRIVATE else 0)
+    return held >= needed if needed else held > 0
+
+
+async def _can_read_epic(session: AsyncSession, principal: Principal | None, epic: Epic) -> bool:
+    group = await epic.awaitable_attrs.group
+    if not await can_read(session, principal, group):
+        return False
+    if not epic.confidential:
+        return True
+    if principal is None:
+        return False
+    return epic.author_id == principal.user_id or await access_level(session, principal, group) >= AccessLevel.REPORTER
+
+
 async def _noteable(note: Note) -> object | None:
-    if note.noteable_type == "Issue":
-        return await note.awaitable_attrs.issue
+    attribute = _NOTEABLES.get(note.noteable_type)
+    if attribute is not None:
+        return await getattr(note.awaitable_attrs, attribute)
     logger.warning("note %s has an unknown noteable type %r", note.id, note.noteable_type)
     return None
 

@@ -5,10 +5,11 @@
       ├── AccessDenied(message)                  an authorization check said no; the message is GitLab's text
       ├── FeatureNotFound(key)                   not in the catalogue
       ├── CatalogueError(problems)               the catalogue's cross-references are broken
-      └── ProviderError(provider, status, retryable)
-            ├── ProviderTimeout                  no answer in time (retryable)
-            ├── ProviderRateLimited(retry_after) 429 / 529 (retryable)
-            └── ProviderRejected                 any other refusal (not retryable)
+      └── ProviderError(provider, status, retryable)   5xx, connection lost, stream cut (retryable)
+            ├── ProviderTimeout                  no answer in time (not retried: the user waited already)
+            ├── ProviderRateLimited(retry_after) 429 / 529 (retryable, honouring retry-after)
+            ├── ProviderRejected                 any other refusal, or a provider not configured (not retryable)
+            └── CircuitOpen                      the model's circuit breaker is open: failed fast (not retryable)
 
 User-facing texts for failed completions live here too, with GitLab's error codes.
 """
@@ -25,6 +26,8 @@ __all__ = [
     "ProviderTimeout",
     "ProviderRateLimited",
     "ProviderRejected",
+    "CircuitOpen",
+    "MAX_RETRIES_EXCEEDED",
     "RESOURCE_NOT_AVAILABLE",
     "AI_NOT_PERMITTED",
     "user_facing_text",
@@ -94,7 +97,7 @@ class ProviderError(SwitchboardError):
 
 class ProviderTimeout(ProviderError):
     def __init__(self, provider: str, detail: str = "timed out") -> None:
-        super().__init__(provider, None, detail, retryable=True)
+        super().__init__(provider, None, detail, retryable=False)
 
 
 class ProviderRateLimited(ProviderError):
@@ -107,7 +110,15 @@ class ProviderRejected(ProviderError):
     pass
 
 
+class CircuitOpen(ProviderError):
+    def __init__(self, provider: str, model: str) -> None:
+        super().__init__(provider, None, f"circuit open for {model}", retryable=False)
+        self.model = model
+
+
 _DEFAULT_TEXT = "I'm sorry, I can't generate a response. Please try again."
+# GitLab's RateLimitError text, once the retries of a rate-limited call are used up.
+MAX_RETRIES_EXCEEDED = "Maximum number of retries (3) exceeded."
 _TIMEOUT_TEXT = "I'm sorry, I couldn't respond in time. Please try again."
 
 
@@ -117,4 +128,6 @@ def user_facing_text(exc: BaseException | None) -> str:
         return f"{_TIMEOUT_TEXT} Error code: A1000"
     if isinstance(exc, AccessDenied):
         return AI_NOT_PERMITTED
+    if isinstance(exc, ProviderRateLimited):  # only reaches the user after the last retry
+        return MAX_RETRIES_EXCEEDED
     return f"{_DEFAULT_TEXT} Error code: A9999"

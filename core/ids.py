@@ -10,7 +10,7 @@ from core.errors import InvalidInput
 
 __all__ = ["GlobalID", "new_request_id", "AI_MODEL_TYPES"]
 
-_GID = re.compile(r"^gid://gitlab/([A-Za-z][A-Za-z0-9]*(?:::[A-Za-z][A-Za-z0-9]*)*)/([1-9][0-9]{0,18})$")
+_GID = re.compile(r"^gid://gitlab/([A-Za-z][A-Za-z0-9]*(?:::[A-Za-z][A-Za-z0-9]*)*)/([1-9][0-9]{0,18})\Z")
 
 # Types an AI action may be about (GitLab's `Ai::Model` union).
 AI_MODEL_TYPES = frozenset({"Issue", "MergeRequest", "Epic", "Project", "Group", "Vulnerability", "Note"})

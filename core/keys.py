@@ -8,6 +8,8 @@
 | `switchboard:route:<route_id>`        | stream | `MAXLEN ~ route_maxlen`, TTL `replay_ttl_s` after the last message | one subscription route's messages, for resume with `after` |
 | `switchboard:final:<request_id>`      | string | 1 day                            | set once the final message of a request was published (exactly-once guard) |
 | `ai_chat:<user_id>`                   | stream | `MAXLEN 50`, 3 days after the last message | chat history (GitLab's key) |
+| `switchboard:rate:<name>:<user_id>`   | string | the limit's period (8 h), from the first call in it | calls of a rate-limited endpoint (`ai_action`) in the current window |
+| `switchboard:usage:<request_id>`      | hash   | 1 day                            | token usage of the request's answered model call (model, input/output tokens, estimated) |
 
 arq's own keys (`arq:job:*`, `arq:in-progress:*`, `arq:retry:*`, `arq:result:*`) carry arq's TTLs.
 """
@@ -28,6 +30,9 @@ __all__ = [
     "route",
     "final",
     "chat_history",
+    "rate_limit",
+    "USAGE_TTL_S",
+    "usage",
 ]
 
 PREFIX = "switchboard"
@@ -54,3 +59,14 @@ def final(request_id: str) -> str:
 
 def chat_history(user_id: int) -> str:
     return f"ai_chat:{user_id}"
+
+
+USAGE_TTL_S = 24 * 3600
+
+
+def usage(request_id: str) -> str:
+    return f"{PREFIX}:usage:{request_id}"
+
+
+def rate_limit(name: str, user_id: int) -> str:
+    return f"{PREFIX}:rate:{name}:{user_id}"

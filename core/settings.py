@@ -34,6 +34,40 @@ class Settings(BaseSettings):
     google_api_key: SecretStr | None = Field(
         None, validation_alias=_env("GOOGLE_API_KEY", "GEMINI_API_KEY", "google_api_key")
     )
+    # Providers (SPEC §8.1). Anthropic reads the SDK's own variables; Claude on Vertex AI and Gemini on
+    # Vertex AI use Google's application default credentials with the project and location below.
+    anthropic_base_url: str | None = Field(None, validation_alias=_env("ANTHROPIC_BASE_URL", "anthropic_base_url"))
+    google_base_url: str | None = Field(
+        None, validation_alias=_env("SWITCHBOARD_GOOGLE_BASE_URL", "google_base_url")
+    )
+    google_genai_use_vertexai: bool = Field(
+        False, validation_alias=_env("GOOGLE_GENAI_USE_VERTEXAI", "google_genai_use_vertexai")
+    )
+    google_cloud_project: str | None = Field(
+        None, validation_alias=_env("GOOGLE_CLOUD_PROJECT", "google_cloud_project")
+    )
+    google_cloud_location: str | None = Field(
+        None, validation_alias=_env("GOOGLE_CLOUD_LOCATION", "google_cloud_location")
+    )
+    vertex_base_url: str | None = Field(
+        None, validation_alias=_env("ANTHROPIC_VERTEX_BASE_URL", "vertex_base_url")
+    )
+    openai_compatible_base_url: str | None = Field(
+        None, validation_alias=_env("SWITCHBOARD_OPENAI_COMPATIBLE_BASE_URL", "openai_compatible_base_url")
+    )
+    openai_compatible_api_key: SecretStr | None = Field(
+        None, validation_alias=_env("SWITCHBOARD_OPENAI_COMPATIBLE_API_KEY", "openai_compatible_api_key")
+    )
+    # The model name the OpenAI-compatible server serves (vLLM, Ollama, LiteLLM); overrides the catalogue's.
+    openai_compatible_model: str | None = Field(
+        None, validation_alias=_env("SWITCHBOARD_OPENAI_COMPATIBLE_MODEL", "openai_compatible_model")
+    )
+    # A models.yml identifier that answers every feature instead of its feature setting's default.
+    default_model: str | None = Field(None, validation_alias=_env("SWITCHBOARD_DEFAULT_MODEL", "default_model"))
+    # First backoff delay of a retried model call (then ×2·(1+random)); tests make it small.
+    retry_base_delay_s: float = Field(
+        1.0, ge=0, validation_alias=_env("SWITCHBOARD_RETRY_BASE_DELAY_S", "retry_base_delay_s")
+    )
     secret_key: SecretStr | None = Field(None, validation_alias=_env("SWITCHBOARD_SECRET_KEY", "secret_key"))
     sync_execution: bool = Field(False, validation_alias=_env("SWITCHBOARD_SYNC_EXECUTION", "sync_execution"))
     ai_action_rate_limit: int = Field(
@@ -50,6 +84,9 @@ class Settings(BaseSettings):
     poll_delay_s: float = Field(0.5, gt=0, validation_alias=_env("SWITCHBOARD_POLL_DELAY_S", "poll_delay_s"))
     # Overrides every feature's model-call timeout when set (operators; tests).
     llm_timeout_s: float | None = Field(None, validation_alias=_env("SWITCHBOARD_LLM_TIMEOUT_S", "llm_timeout_s"))
+
+    # How long a web process trusts a token it checked (a revoked token stops working within this time).
+    auth_cache_s: float = Field(5.0, ge=0, validation_alias=_env("SWITCHBOARD_AUTH_CACHE_S", "auth_cache_s"))
 
     # Streams: how long a route's messages stay replayable, and how many the shared stream keeps.
     replay_ttl_s: int = Field(3600, ge=600, validation_alias=_env("SWITCHBOARD_REPLAY_TTL_S", "replay_ttl_s"))
@@ -69,4 +106,12 @@ class Settings(BaseSettings):
         """The mock model answers when asked to, or when no provider credential is set."""
         if self.mock_model_responses is not None:
             return self.mock_model_responses
-        return self.anthropic_api_key is None and self.google_api_key is None
+        configured = (
+            self.anthropic_api_key,
+            self.anthropic_base_url,
+            self.google_api_key,
+            self.google_cloud_project if self.google_genai_use_vertexai else None,
+            self.vertex_base_url,
+            self.openai_compatible_base_url,
+        )
+        return all(value is None for value in configured)

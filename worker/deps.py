@@ -1,19 +1,19 @@
-"""What a worker process builds once and hands to every job: settings, Redis, the database, models."""
+"""What a worker process builds once and hands to every job: settings, Redis, the database, the catalogue,
+the provider clients and their circuit breakers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from catalogue import Feature
+from catalogue import Catalogue, get_catalogue
 from core.db import create_engine, session_factory
-from core.errors import ProviderRejected
 from core.settings import Settings
 from subscriptions.streams import Publisher
-from worker.llm import LLMClient, MockModel
+from worker.llm import Circuits, Providers, build_providers
 
 __all__ = ["Deps", "build_deps"]
 
@@ -26,22 +26,18 @@ class Deps:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     markdown: MarkdownIt
-    mock: MockModel
-
-    def model_for(self, feature: Feature) -> LLMClient:
-        """The client that answers `feature` (the mock model until providers are configured)."""
-        if self.settings.use_mock_model:
-            return self.mock
-        raise ProviderRejected("none", None, f"no provider is configured for {feature.key}")
-
-    def timeout_for(self, feature: Feature) -> float:
-        return self.settings.llm_timeout_s or feature.timeout_s
+    catalogue: Catalogue
+    providers: Providers
+    circuits: Circuits = field(default_factory=Circuits)
 
     async def close(self) -> None:
+        await self.providers.close()
         await self.engine.dispose()
 
 
-def build_deps(settings: Settings, redis: Redis) -> Deps:
+def build_deps(settings: Settings, redis: Redis, *, providers: Providers | None = None) -> Deps:
+    """`providers` replaces the clients built from the settings (tests point real SDK clients at local
+    servers this way)."""
     engine = create_engine(settings)
     return Deps(
         settings=settings,
@@ -50,5 +46,6 @@ def build_deps(settings: Settings, redis: Redis) -> Deps:
         engine=engine,
         sessions=session_factory(engine),
         markdown=MarkdownIt("commonmark", {"html": False}),
-        mock=MockModel(),
+        catalogue=get_catalogue(),
+        providers=providers or build_providers(settings),
     )

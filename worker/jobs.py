@@ -1,5 +1,10 @@
 """The arq job: the one place that decides retries, and that every accepted request ends in a final message.
 
+Retried (up to 3 times, arq `Retry(defer=…)`): rate limits (429/529) with exponential backoff honouring the
+provider's `retry-after`, and other retryable provider errors (5xx, a lost connection, a cut stream). Not
+retried: time-outs (the user already waited the whole timeout), refusals, an open circuit. The last try's
+error reaches the user as a text with GitLab's error code (`core.errors.user_facing_text`).
+
 A job may run more than once (a retry, or another worker taking over from one that died): the final
 message is guarded in Redis, so a second run after the final is a no-op, and a run that restarts a stream
 restarts its chunks at 1.
@@ -16,10 +21,11 @@ from arq import Retry
 
 from core.actions import ActionRecord
 from core.errors import ProviderError, user_facing_text
+from core.flags import pushed_flags
 from worker.deps import Deps, build_deps
 from worker.pipeline import execute, publish_failure
 
-__all__ = ["run_action", "run_inline", "MAX_TRIES", "retry_delay"]
+__all__ = ["run_action", "run_inline", "MAX_TRIES", "MAX_RETRY_DELAY_S", "retry_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +34,16 @@ log = logging.getLogger(__name__)
 MAX_TRIES = 4
 
 
-def retry_delay(job_try: int, retry_after: float | None) -> float:
-    """Exponential backoff: 1 s, then ×2·(1+random); a provider's `retry-after` wins when longer."""
-    delay = 1.0
+# A provider asking for a longer wait than this is not waited for longer.
+MAX_RETRY_DELAY_S = 60.0
+
+
+def retry_delay(job_try: int, retry_after: float | None, base_s: float = 1.0) -> float:
+    """Exponential backoff: `base_s` (1 s), then ×2·(1+random); a provider's `retry-after` wins when longer."""
+    delay = base_s
     for _ in range(job_try - 1):
         delay *= 2 * (1 + random.random())
-    return max(delay, retry_after or 0.0)
+    return min(max(delay, retry_after or 0.0), MAX_RETRY_DELAY_S)
 
 
 async def run_action(ctx: dict[str, Any], record_json: str) -> str:
@@ -46,15 +56,18 @@ async def run_action(ctx: dict[str, Any], record_json: str) -> str:
         await publish_failure(deps, record, user_facing_text(None))
         return "gave up"
     try:
-        await execute(deps, record, attempt=job_try - 1)
+        with pushed_flags(record.flags):  # what `core.flags.is_feature_enabled` reads in this job
+            await execute(deps, record, attempt=job_try - 1)
     except asyncio.CancelledError:
         raise
     except ProviderError as exc:
         if exc.retryable and job_try < MAX_TRIES:
-            delay = retry_delay(job_try, getattr(exc, "retry_after", None))
-            log.info("retrying_request", extra={"request_id": record.request_id, "try": job_try, "delay_s": delay})
+            delay = retry_delay(job_try, getattr(exc, "retry_after", None), deps.settings.retry_base_delay_s)
+            log.info("retrying_request", extra={"request_id": record.request_id, "feature": record.feature,
+                                                "try": job_try, "delay_s": round(delay, 3), "error": type(exc).__name__})
             raise Retry(defer=delay) from exc
-        log.warning("error_response_received", extra={"request_id": record.request_id, "error": str(exc)})
+        log.warning("completion_failed: %s", exc, extra={"request_id": record.request_id, "feature": record.feature,
+                                                          "try": job_try, "error": str(exc)})
         await publish_failure(deps, record, user_facing_text(exc))
         return "failed"
     except Exception as exc:  # anything else ends the request with a user-facing error, never a raw one

@@ -57,6 +57,11 @@ class SwitchboardWorker(Worker):
             if await self.pool.blpop([keys.WAKE], timeout=remaining) is None:
                 return
 
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """arq re-reads every queued id on each poll, running ones included; skip those it runs already
+        (each would cost a WATCH/EXISTS/ZSCORE round trip to find out)."""
+        await super().start_jobs([job_id for job_id in job_ids if job_id.decode() not in self.tasks])
+
     async def _renew_leases(self) -> None:
         interval = self.job_lease_s / 3
         lease_ms = int(self.job_lease_s * 1000)

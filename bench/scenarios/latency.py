@@ -7,8 +7,9 @@ import asyncio
 import time
 
 from bench.client import GraphQLHttp, Socket, chat_body, request_id_of, subscription_query
+from bench.meters import CpuMeter, RedisCalls
 from bench.report import Result, percentiles
-from bench.stack import HOST, CpuMeter, Stack
+from bench.stack import HOST, Stack
 from bench.waiters import Finals
 
 __all__ = ["run"]
@@ -34,7 +35,7 @@ async def _measure(stack: Stack, count: int, result: Result) -> None:
         await socket.subscribe([("1", subscription_query(stack.gid(), ROUTE))])
         await asyncio.sleep(0.3)  # no ack for `subscribe`
         body = chat_body("ping", ROUTE)
-        meter = CpuMeter(stack)
+        meter, calls = CpuMeter(stack), RedisCalls(stack)
         total_ms: list[float] = []
         http_ms: list[float] = []
         missing = 0
@@ -42,6 +43,7 @@ async def _measure(stack: Stack, count: int, result: Result) -> None:
         for i in range(WARMUP + count):
             if i == WARMUP:
                 meter.start()
+                calls.start()
                 started = time.perf_counter()
             t0 = time.perf_counter()
             response = await http.post(body)
@@ -58,6 +60,7 @@ async def _measure(stack: Stack, count: int, result: Result) -> None:
                 raise RuntimeError(f"unexpected final message: {message}")
         elapsed = time.perf_counter() - started
         result.details["cpu_percent"] = meter.stop()
+        result.details["redis_calls_per_request"] = calls.stop(per=count)
     finally:
         await socket.close()
         await http.close()
@@ -71,6 +74,7 @@ async def _measure(stack: Stack, count: int, result: Result) -> None:
     result.add("aiAction → final max", total["max"], "ms")
     result.add("of which HTTP mutation round trip p50", mutation["p50"], "ms")
     result.add("of which HTTP mutation round trip p99", mutation["p99"], "ms")
+    result.add_calls("Redis commands per request", result.details["redis_calls_per_request"])
     result.add("finals missing (10 s timeout)", missing, "", "0", missing == 0)
     result.details.update(
         end_to_end_ms=total, mutation_ms=mutation, missing=missing, elapsed_s=round(elapsed, 2),

@@ -18,13 +18,15 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import psutil
 from redis.asyncio import Redis
 
 from bench.client import (
     GraphQLHttp, chat_body, close_all, open_sockets, parse_timestamp, request_id_of, subscription_query, wall_time,
 )
+from bench.meters import CpuMeter, RedisCalls
 from bench.report import Result, percentiles
-from bench.stack import HOST, CpuMeter, Stack
+from bench.stack import HOST, Stack
 from core.actions import ActionRecord
 from core.redis import connect, enqueue_action
 
@@ -72,6 +74,7 @@ class _Tracker:
         self.final_delays_ms: list[float] = []  # final messages: arrival − timestamp
         self.publish_ms: list[float] = []  # chunks: Redis entry time (cursor) − timestamp: the worker's part
         self.fanout_ms: list[float] = []  # chunks: arrival − Redis entry time: the web process's part
+        self.first = self.last = 0.0  # perf_counter of the first and last message received
         self.arrivals: dict[str, list[tuple[int, float]]] = {}  # sub id → (chunkId, arrival perf)
         self.finals: dict[str, str] = {}  # sub id → final content
         self.errors = 0
@@ -83,6 +86,8 @@ class _Tracker:
             return
         if data.get("errors"):
             self.errors += 1
+        self.first = self.first or arrived
+        self.last = arrived
         chunk = data.get("chunkId")
         created, now = parse_timestamp(data["timestamp"]), wall_time(arrived)
         delay_ms = (now - created) * 1000
@@ -99,8 +104,17 @@ class _Tracker:
             self.arrivals.setdefault(sub_id, []).append((chunk, arrived))
 
 
-async def _sample_jobs(redis: Redis, peaks: dict[str, int], stop: asyncio.Event) -> None:
+async def _sample_jobs(redis: Redis, peaks: dict[str, float], stop: asyncio.Event, stack: Stack) -> None:
+    """Peaks of running jobs, queued jobs, and web / worker CPU (% of one core over 0.5 s)."""
+    procs = {name: psutil.Process(stack.pid(name)) for name in ("web", "worker")}
+    last = {name: (time.perf_counter(), sum(p.cpu_times()[:2])) for name, p in procs.items()}
     while not stop.is_set():
+        for name, process in procs.items():
+            t, cpu = time.perf_counter(), sum(process.cpu_times()[:2])
+            if t - last[name][0] >= 0.5:
+                share = 100 * (cpu - last[name][1]) / (t - last[name][0])
+                peaks[f"{name}_cpu_percent"] = round(max(peaks.get(f"{name}_cpu_percent", 0), share), 1)
+                last[name] = (t, cpu)
         in_progress = len(await redis.keys("arq:in-progress:*"))
         queued = await redis.zcard("switchboard:queue")
         peaks["in_progress"] = max(peaks.get("in_progress", 0), in_progress)
@@ -119,16 +133,17 @@ async def _measure(stack: Stack, streams: int, result: Result, *, direct: bool) 
     send_one, close_sender = _sender(stack, direct)
     redis = Redis.from_url(stack.redis_url)
     stop = asyncio.Event()
-    peaks: dict[str, int] = {}
+    peaks: dict[str, float] = {}
     sent: dict[str, float] = {}
     try:
         for n, socket in enumerate(sockets):
             chunk = sub_ids[n * PER_SOCKET:(n + 1) * PER_SOCKET]
             await socket.subscribe((s, subscription_query(stack.gid(), f"stream-{s}")) for s in chunk)
         await asyncio.sleep(1.0)
-        sampler = asyncio.create_task(_sample_jobs(redis, peaks, stop))
-        meter = CpuMeter(stack)
+        sampler = asyncio.create_task(_sample_jobs(redis, peaks, stop, stack))
+        meter, calls = CpuMeter(stack), RedisCalls(stack)
         meter.start()
+        calls.start()
         gate = asyncio.Semaphore(64)
 
         async def send(sub_id: str) -> None:
@@ -145,6 +160,7 @@ async def _measure(stack: Stack, streams: int, result: Result, *, direct: bool) 
             pass
         total_s = time.perf_counter() - t0
         cpu = meter.stop()
+        redis_calls = calls.stop(per=streams)
         stop.set()
         await sampler
     finally:
@@ -178,6 +194,12 @@ async def _measure(stack: Stack, streams: int, result: Result, *, direct: bool) 
                f"{fanout.get('p50', 0):.1f} / {fanout.get('p99', 0):.1f}", "ms")
     result.add(tag + "schedule lag p50 (vs sent + 2 s + 100 ms·(k−1))", lag.get("p50", 0.0), "ms")
     result.add(tag + "schedule lag p99", lag.get("p99", 0.0), "ms")
+    received = chunks + len(tracker.finals)
+    rate = received / (tracker.last - tracker.first) if tracker.last > tracker.first else 0.0
+    result.add(tag + "messages delivered / s (first to last arrival)", rate, "msg/s")
+    result.add(tag + "peak CPU web / worker (0.5 s windows)",
+               f"{peaks.get('web_cpu_percent', 0):.0f} / {peaks.get('worker_cpu_percent', 0):.0f}", "% of a core")
+    result.add_calls(tag + "Redis commands per stream (20 chunks + final)", redis_calls)
     result.add(tag + "chunks received / expected", f"{chunks:,} / {streams * 20:,}")
     ok = complete == streams and chunks_ok == streams
     result.add(tag + "finals with full content / chunks 1..20 in order", f"{complete:,} / {chunks_ok:,}", "",
@@ -185,7 +207,7 @@ async def _measure(stack: Stack, streams: int, result: Result, *, direct: bool) 
     result.details[label] = dict(
         streams=streams, delivery_delay_ms=delay, final_delivery_delay_ms=percentiles(tracker.final_delays_ms),
         schedule_lag_ms=lag, worker_to_redis_ms=publish, redis_to_client_ms=fanout, peak=peaks, chunks_received=chunks, finals_complete=complete, streams_in_order=chunks_ok,
-        errors=tracker.errors, send_s=round(enqueue_s, 3), total_s=round(total_s, 2), cpu_percent=cpu,
+        errors=tracker.errors, redis_calls_per_stream=redis_calls, send_s=round(enqueue_s, 3), total_s=round(total_s, 2), cpu_percent=cpu,
         socket_errors=[e for s in sockets for e in s.errors][:5],
     )
     result.details["method"] = (

@@ -17,8 +17,9 @@ import time
 from redis.asyncio import Redis
 
 from bench.client import GraphQLHttp, Socket, chat_body, close_all, open_sockets, request_id_of, subscription_query
+from bench.meters import CpuMeter
 from bench.report import Result, percentiles
-from bench.stack import HOST, CpuMeter, Stack, raise_fd_limit
+from bench.stack import HOST, Stack, raise_fd_limit
 
 __all__ = ["run"]
 

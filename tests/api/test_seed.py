@@ -7,7 +7,22 @@ from api.accounts import create_user
 from api.seed import seed
 from core.access import authenticate
 from core.db import create_engine, session_factory
-from core.tables import Base, Group, Issue, Member, Note, PersonalAccessToken, Project, User
+from core.tables import (
+    AddOnAssignment,
+    AddOnPurchase,
+    Base,
+    Epic,
+    Group,
+    InstanceSettings,
+    Issue,
+    Member,
+    MergeRequest,
+    Note,
+    PersonalAccessToken,
+    Project,
+    User,
+    Vulnerability,
+)
 
 USERS = ["root", "alice", "bob", "carol", "mallory"]
 
@@ -18,7 +33,10 @@ def _without_tokens(data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _counts(session: AsyncSession) -> dict[str, int]:
-    models: list[type[Base]] = [User, PersonalAccessToken, Group, Project, Member, Issue, Note]
+    models: list[type[Base]] = [
+        User, PersonalAccessToken, Group, Project, Member, Issue, Note, MergeRequest, Epic, Vulnerability,
+        InstanceSettings, AddOnPurchase, AddOnAssignment,
+    ]
     return {model.__tablename__: await session.scalar(select(func.count()).select_from(model)) for model in models}
 
 
@@ -33,7 +51,13 @@ async def test_seed_returns_the_documented_json(session: AsyncSession) -> None:
         assert user["token"].startswith("glpat-")
     assert data["groups"] == {"gitlab-duo": "gid://gitlab/Group/1", "gitlab-duo/child": "gid://gitlab/Group/2"}
     assert data["projects"] == {"gitlab-duo/test": "gid://gitlab/Project/1"}
-    assert data["resources"] == {"issue": "gid://gitlab/Issue/1", "confidential_issue": "gid://gitlab/Issue/2"}
+    assert data["resources"] == {
+        "issue": "gid://gitlab/Issue/1",
+        "confidential_issue": "gid://gitlab/Issue/2",
+        "merge_request": "gid://gitlab/MergeRequest/1",
+        "epic": "gid://gitlab/Epic/1",
+        "vulnerability": "gid://gitlab/Vulnerability/1",
+    }
 
 
 async def test_seed_creates_the_demo_world(session: AsyncSession) -> None:
@@ -45,7 +69,13 @@ async def test_seed_creates_the_demo_world(session: AsyncSession) -> None:
         "projects": 1,
         "members": 3,
         "issues": 2,
-        "notes": 4,
+        "notes": 7,
+        "merge_requests": 1,
+        "epics": 1,
+        "vulnerabilities": 1,
+        "instance_settings": 1,
+        "add_on_purchases": 2,
+        "add_on_assignments": 2,
     }
     root = await session.scalar(select(User).where(User.username == "root"))
     assert root is not None and root.admin
@@ -105,3 +135,41 @@ async def test_seed_works_around_rows_that_hold_its_ids(session: AsyncSession) -
     assert 1 not in ids and len(set(ids)) == 5
     assert data["resources"]["issue"] == "gid://gitlab/Issue/1"
     assert (await _counts(session))["users"] == 6
+
+
+async def _seats(session: AsyncSession) -> set[tuple[str, str, int | None]]:
+    query = (
+        select(User.username, AddOnPurchase.add_on, AddOnPurchase.namespace_id)
+        .join(AddOnAssignment, AddOnAssignment.user_id == User.id)
+        .join(AddOnPurchase, AddOnPurchase.id == AddOnAssignment.purchase_id)
+    )
+    return set((await session.execute(query)).all())
+
+
+async def test_self_managed_seed_buys_for_the_instance_and_turns_experiments_on(session: AsyncSession) -> None:
+    await seed(session)
+    assert await _seats(session) == {("alice", "duo_enterprise", None), ("bob", "duo_pro", None)}
+    settings = await session.get(InstanceSettings, 1)
+    assert settings is not None and settings.duo_features_enabled and settings.instance_level_ai_beta_features_enabled
+    group = await session.get(Group, 1)
+    assert group is not None and group.duo_features_enabled and group.experiment_features_enabled
+
+
+async def test_saas_seed_buys_for_the_top_level_group_and_adds_to_a_self_managed_seed(session: AsyncSession) -> None:
+    await seed(session, mode="saas")
+    assert await _seats(session) == {("alice", "duo_enterprise", 1), ("bob", "duo_pro", 1)}
+    await seed(session)
+    await seed(session, mode="saas")
+    assert len(await _seats(session)) == 4
+    purchases = (await session.execute(select(AddOnPurchase.id, AddOnPurchase.namespace_id))).all()
+    assert sorted(purchases, key=lambda row: row[0]) == [(1, 1), (2, 1), (3, None), (4, None)]
+
+
+async def test_seeded_resources_have_what_features_read(session: AsyncSession) -> None:
+    await seed(session)
+    merge_request = await session.get(MergeRequest, 1)
+    assert merge_request is not None and merge_request.diff.startswith("diff --git a/pyproject.toml")
+    epic = await session.get(Epic, 1)
+    vulnerability = await session.get(Vulnerability, 1)
+    assert epic is not None and epic.group_id == 1
+    assert vulnerability is not None and vulnerability.severity == "high" and vulnerability.code

@@ -211,7 +211,7 @@ async def test_membership_is_inherited_down_and_a_group_is_visible_from_inside(
 async def test_readable_resource_denies_the_missing_and_the_unreadable(session: AsyncSession, seeded: Seeded) -> None:
     mallory = await _principal(session, seeded, "mallory")
     alice = await _principal(session, seeded, "alice")
-    denied = [(mallory, GlobalID("Issue", 1)), (alice, GlobalID("Issue", 99)), (alice, GlobalID("Epic", 1))]
+    denied = [(mallory, GlobalID("Issue", 1)), (alice, GlobalID("Issue", 99)), (alice, GlobalID("Commit", 1))]
     for principal, gid in denied:
         with pytest.raises(AccessDenied) as caught:
             await readable_resource(session, principal, gid)

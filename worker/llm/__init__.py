@@ -1,6 +1,19 @@
 """LLM provider clients. Provider SDK errors are translated into `core.errors.ProviderError` here only."""
 
-from worker.llm.base import Completion, LLMClient
+from worker.llm.base import Completion, LLMClient, Message, Usage, estimate_tokens
+from worker.llm.circuit import CircuitBreaker, Circuits
 from worker.llm.mock import MockModel
+from worker.llm.providers import Providers, build_providers
 
-__all__ = ["Completion", "LLMClient", "MockModel"]
+__all__ = [
+    "CircuitBreaker",
+    "Circuits",
+    "Completion",
+    "LLMClient",
+    "Message",
+    "MockModel",
+    "Providers",
+    "Usage",
+    "build_providers",
+    "estimate_tokens",
+]

@@ -1,6 +1,7 @@
 """The mock model (SPEC §8.3): deterministic answers for development, tests and benchmarks.
 
-It answers `echo: <user text>`. When the user text holds `<response ...>...</response>` tags it plays them
+It answers `echo: <user text>` whatever the prompt says (it reads `Completion.user_text`, not the rendered
+messages), and reports no usage, so the pipeline estimates it. When the user text holds `<response ...>...</response>` tags it plays them
 instead, one per call of the request (the last one repeats), honouring `latency_ms` (before the first
 chunk), `chunk_delay_ms` (between chunks) and `error` (`429`, `529`, `500`, `timeout`). It streams one chunk
 per word, each with the whitespace before it.
@@ -14,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from core.errors import ProviderError, ProviderRateLimited, ProviderTimeout
-from worker.llm.base import Completion
+from worker.llm.base import Completion, Usage
 
 __all__ = ["MockModel", "Script", "scripts_in"]
 
@@ -56,9 +57,9 @@ def _non_negative_int(value: str | None) -> int:
 class MockModel:
     name = "mock"
 
-    async def stream(self, completion: Completion) -> AsyncIterator[str]:
-        scripts = scripts_in(completion.user)
-        script = scripts[min(completion.turn, len(scripts) - 1)] if scripts else Script(f"echo: {completion.user}")
+    async def stream(self, completion: Completion) -> AsyncIterator[str | Usage]:
+        scripts = scripts_in(completion.user_text)
+        script = scripts[min(completion.turn, len(scripts) - 1)] if scripts else Script(f"echo: {completion.user_text}")
         if script.latency_ms:
             await asyncio.sleep(script.latency_ms / 1000)
         _raise_scripted(script.error)

@@ -1,0 +1,46 @@
+"""The SQL schema as SQLAlchemy declarative models, one module per noun, all importable from here:
+
+- `base`: the declarative base, `UTCDateTime`, the enums (visibility, access level, severity);
+- `namespaces`: users, personal access tokens, groups (a tree, with their Duo settings), projects, members;
+- `resources`: issues, merge requests (with diff text), epics, vulnerabilities, notes;
+- `duo`: the instance settings, Duo add-on purchases and their seat assignments;
+- `flags`: feature flags and their gates (Flipper's layout).
+
+Schema changes go through Alembic (`core/migrations/versions/`); `tests/core/test_db.py` checks that the
+migrations and these models agree. Constraint names follow `Base.metadata.naming_convention`.
+
+Timestamps are timezone-aware UTC on every backend (`UTCDateTime`). Relationships load lazily by default,
+which async code must not trigger implicitly: eager-load with `joinedload`/`selectinload`, or go through
+`await obj.awaitable_attrs.<name>`.
+"""
+
+from core.tables.base import ADD_ON_NAMES, AccessLevel, Base, Severity, UTCDateTime, Visibility, utcnow
+from core.tables.duo import AddOnAssignment, AddOnPurchase, InstanceSettings
+from core.tables.flags import FeatureFlag, FeatureGate
+from core.tables.namespaces import Group, Member, PersonalAccessToken, Project, User
+from core.tables.resources import Epic, Issue, MergeRequest, Note, Vulnerability
+
+__all__ = [
+    "ADD_ON_NAMES",
+    "AccessLevel",
+    "AddOnAssignment",
+    "AddOnPurchase",
+    "Base",
+    "Epic",
+    "FeatureFlag",
+    "FeatureGate",
+    "Group",
+    "InstanceSettings",
+    "Issue",
+    "Member",
+    "MergeRequest",
+    "Note",
+    "PersonalAccessToken",
+    "Project",
+    "Severity",
+    "User",
+    "UTCDateTime",
+    "Visibility",
+    "Vulnerability",
+    "utcnow",
+]

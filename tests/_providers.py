@@ -1,0 +1,270 @@
+"""A fake LLM provider for tests (a pytest plugin): one local HTTP server that speaks the three wire formats
+Switchboard's clients use, scriptable per test.
+
+- Anthropic Messages, streaming (`POST /v1/messages`, and Claude on Vertex AI's
+  `POST /v1/projects/<p>/locations/<l>/publishers/anthropic/models/<m>:streamRawPredict`);
+- Gemini `POST /v1beta/models/<m>:streamGenerateContent?alt=sse` (Vertex AI's path too);
+- OpenAI-compatible `POST /v1/chat/completions` with `stream: true`.
+
+`fake_llm.script(Reply(...), ...)` sets what the next requests get, in order; the last reply repeats.
+A reply streams `deltas` with `usage`, or fails with `status` (and `headers` such as `retry-after`), and can
+be slow before its first byte, slow between chunks, cut mid-way (the connection drops), end early without
+the provider's stop event, carry a malformed event, or an in-stream error event. `fake_llm.requests` records
+what was asked. The server runs under uvicorn in a thread, on a free port of 127.0.0.1, once per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests._redis import free_port
+
+__all__ = ["FakeLLM", "Reply", "Seen", "fake_llm", "fake_llm_server"]
+
+
+class CutConnection(Exception):
+    """Raised inside a response stream to drop the connection without ending the HTTP body."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    deltas: tuple[str, ...] = ("Hello", " from", " the", " fake.")
+    usage: tuple[int, int] | None = (11, 7)  # input, output tokens
+    headers: dict[str, str] = field(default_factory=dict)
+    first_byte_delay_s: float = 0.0
+    chunk_delay_s: float = 0.0
+    cut_after: int | None = None  # deltas sent before the connection drops
+    end_after: int | None = None  # deltas sent before the body ends cleanly, without the stop event
+    malformed_after: int | None = None  # deltas sent before an event that is not JSON
+    error_event: str | None = None  # Anthropic in-stream error type sent after the deltas (overloaded_error…)
+
+
+@dataclass(frozen=True)
+class Seen:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+class FakeLLM:
+    def __init__(self) -> None:
+        self.url = ""
+        self._lock = threading.Lock()
+        self._replies: list[Reply] = [Reply()]
+        self._requests: list[Seen] = []
+
+    def script(self, *replies: Reply) -> None:
+        with self._lock:
+            self._replies = list(replies) or [Reply()]
+
+    def reset(self) -> None:
+        with self._lock:
+            self._replies = [Reply()]
+            self._requests = []
+
+    @property
+    def requests(self) -> list[Seen]:
+        with self._lock:
+            return list(self._requests)
+
+    def _next(self, seen: Seen) -> Reply:
+        with self._lock:
+            self._requests.append(seen)
+            return self._replies.pop(0) if len(self._replies) > 1 else self._replies[0]
+
+    async def handle(self, request: Request) -> Response:
+        path = request.url.path
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            body = {}
+        reply = self._next(Seen(path, dict(request.headers), body))
+        if reply.first_byte_delay_s:
+            await asyncio.sleep(reply.first_byte_delay_s)
+        if path.endswith("/v1/messages") or path.endswith(":streamRawPredict"):
+            wire = _ANTHROPIC
+        elif ":streamGenerateContent" in path:
+            wire = _GEMINI
+        elif path.endswith("/chat/completions"):
+            wire = _OPENAI
+        else:
+            return JSONResponse({"error": f"unknown path {path}"}, status_code=404)
+        if reply.status != 200:
+            return JSONResponse(wire.error(reply.status), status_code=reply.status, headers=reply.headers)
+        return StreamingResponse(_events(wire, reply), media_type="text/event-stream", headers=reply.headers)
+
+
+class _Wire:
+    """One provider's event format."""
+
+    def start(self, usage: tuple[int, int] | None) -> list[str]:
+        return []
+
+    def delta(self, text: str) -> str:
+        raise NotImplementedError
+
+    def end(self, usage: tuple[int, int] | None) -> list[str]:
+        raise NotImplementedError
+
+    def error(self, status: int) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def malformed(self) -> str:
+        return "data: {this is not json\n\n"
+
+
+class _AnthropicWire(_Wire):
+    _ERRORS = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error", 400: "invalid_request_error", 401: "authentication_error"}
+
+    @staticmethod
+    def _event(kind: str, data: dict[str, Any]) -> str:
+        return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
+
+    def start(self, usage: tuple[int, int] | None) -> list[str]:
+        tokens = {"input_tokens": usage[0] if usage else 0, "output_tokens": 1}
+        message = {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": "fake",
+                   "stop_reason": None, "stop_sequence": None, "usage": tokens}
+        return [
+            self._event("message_start", {"message": message}),
+            self._event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+            self._event("ping", {}),
+        ]
+
+    def delta(self, text: str) -> str:
+        return self._event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
+
+    def end(self, usage: tuple[int, int] | None) -> list[str]:
+        return [
+            self._event("content_block_stop", {"index": 0}),
+            self._event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                          "usage": {"output_tokens": usage[1] if usage else 0}}),
+            self._event("message_stop", {}),
+        ]
+
+    def error(self, status: int) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": self._ERRORS.get(status, "api_error"), "message": f"fake {status}"}}
+
+    def malformed(self) -> str:
+        return "event: content_block_delta\ndata: {this is not json\n\n"
+
+    def stream_error(self, kind: str) -> str:
+        return self._event("error", {"error": {"type": kind, "message": "fake in-stream error"}})
+
+
+class _GeminiWire(_Wire):
+    _STATUS = {429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 400: "INVALID_ARGUMENT"}
+
+    @staticmethod
+    def _chunk(parts: list[dict[str, Any]], finish: str | None = None, usage: tuple[int, int] | None = None) -> str:
+        candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
+        if finish:
+            candidate["finishReason"] = finish
+        data: dict[str, Any] = {"candidates": [candidate], "modelVersion": "gemini-fake"}
+        if usage:
+            data["usageMetadata"] = {"promptTokenCount": usage[0], "candidatesTokenCount": usage[1],
+                                     "totalTokenCount": sum(usage)}
+        return f"data: {json.dumps(data)}\r\n\r\n"
+
+    def delta(self, text: str) -> str:
+        return self._chunk([{"text": text}])
+
+    def end(self, usage: tuple[int, int] | None) -> list[str]:
+        return [self._chunk([{"text": ""}], finish="STOP", usage=usage)]
+
+    def error(self, status: int) -> dict[str, Any]:
+        return {"error": {"code": status, "message": f"fake {status}", "status": self._STATUS.get(status, "UNKNOWN")}}
+
+
+class _OpenAIWire(_Wire):
+    @staticmethod
+    def _chunk(choices: list[dict[str, Any]], usage: tuple[int, int] | None = None) -> str:
+        data: dict[str, Any] = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0,
+                                "model": "fake", "choices": choices}
+        if usage:
+            data["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+        return f"data: {json.dumps(data)}\n\n"
+
+    def start(self, usage: tuple[int, int] | None) -> list[str]:
+        return [self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
+
+    def delta(self, text: str) -> str:
+        return self._chunk([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+
+    def end(self, usage: tuple[int, int] | None) -> list[str]:
+        events = [self._chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])]
+        if usage:
+            events.append(self._chunk([], usage))
+        return [*events, "data: [DONE]\n\n"]
+
+    def error(self, status: int) -> dict[str, Any]:
+        return {"error": {"message": f"fake {status}", "type": "fake_error", "code": status}}
+
+
+_ANTHROPIC, _GEMINI, _OPENAI = _AnthropicWire(), _GeminiWire(), _OpenAIWire()
+
+
+async def _events(wire: _Wire, reply: Reply) -> AsyncIterator[str]:
+    for event in wire.start(reply.usage):
+        yield event
+    for index, text in enumerate(reply.deltas):
+        if index == reply.cut_after:
+            raise CutConnection()
+        if index == reply.end_after:
+            return
+        if index == reply.malformed_after:
+            yield wire.malformed()
+            return
+        if index and reply.chunk_delay_s:
+            await asyncio.sleep(reply.chunk_delay_s)
+        yield wire.delta(text)
+    if reply.cut_after is not None and reply.cut_after >= len(reply.deltas):
+        raise CutConnection()
+    if reply.error_event and isinstance(wire, _AnthropicWire):
+        yield wire.stream_error(reply.error_event)
+        return
+    for event in wire.end(reply.usage):
+        yield event
+
+
+@pytest.fixture(scope="session")
+def fake_llm_server() -> Iterator[FakeLLM]:
+    fake = FakeLLM()
+    app = Starlette(routes=[Route("/{path:path}", fake.handle, methods=["POST"])])
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off",
+                                           ws="none", access_log=False, timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, name="fake-llm", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the fake LLM server did not start")
+        time.sleep(0.01)
+    fake.url = f"http://127.0.0.1:{port}"
+    try:
+        yield fake
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture
+def fake_llm(fake_llm_server: FakeLLM) -> Iterator[FakeLLM]:
+    """The session's fake provider, with a fresh script (the default reply) and no requests seen."""
+    fake_llm_server.reset()
+    yield fake_llm_server
+    fake_llm_server.reset()

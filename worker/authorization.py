@@ -1,0 +1,53 @@
+"""The worker's re-check before any model call (SPEC §6): between enqueue and execution a flag may have been
+turned off, the user removed, the resource made unreadable (e.g. set confidential), Duo switched off above
+it, or the seat taken away. Any of these ends the request with `AI_NOT_PERMITTED` and no model call.
+
+The checks are the web process's checks 4-6, read through this process's caches (≤ 5 s old).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from catalogue import get_feature
+from catalogue.add_ons import requirement
+from catalogue.flags import default_enabled, required_flags
+from core.access import container_of, get_principal, readable_resource
+from core.actions import ActionRecord
+from core.entitlement import Entitlements, Mode
+from core.errors import AccessDenied, InvalidInput
+from core.flags import FlagStore, actor_id
+from core.ids import GlobalID
+
+__all__ = ["still_allowed"]
+
+logger = logging.getLogger(__name__)
+
+
+async def still_allowed(sessions: async_sessionmaker[AsyncSession], mode: Mode, record: ActionRecord) -> bool:
+    """Whether the action of `record` may still run."""
+    feature = get_feature(record.feature)
+    flags = FlagStore.shared(sessions, default_enabled)
+    states = await flags.resolve(required_flags(feature), actor_id("User", record.user_id))
+    if not all(states.values()):
+        return _refused(record, "flag disabled")
+    async with sessions() as session:
+        principal = await get_principal(session, record.user_id)
+        if principal is None:
+            return _refused(record, "user gone")
+        container = None
+        if record.resource is not None:
+            try:
+                resource = await readable_resource(session, principal, GlobalID.parse(record.resource, argument="resourceId"))
+            except (AccessDenied, InvalidInput):
+                return _refused(record, "resource not readable")
+            container = await container_of(resource)
+        decision = await Entitlements.shared(sessions).decide(session, principal.user_id, requirement(feature), container, mode)
+    return decision.allowed or _refused(record, str(decision.reason))
+
+
+def _refused(record: ActionRecord, reason: str) -> bool:
+    logger.info("permission_denied", extra={"request_id": record.request_id, "feature": record.feature, "reason": reason})
+    return False

@@ -1,0 +1,120 @@
+"""Self-hosted models behind an OpenAI-compatible chat-completions API (vLLM, Ollama, LiteLLM), over httpx.
+
+`POST <base_url>/chat/completions` with `stream: true`; the answer arrives as server-sent events
+(`data: {"choices": [{"delta": {"content": "..."}}]}` … `data: [DONE]`), usage in a last chunk when the
+server honours `stream_options.include_usage`. The base URL is the model's own (`base_url` in models.yml,
+later a registered self-hosted model's endpoint) or `SWITCHBOARD_OPENAI_COMPATIBLE_BASE_URL`, and usually
+ends in `/v1`. One httpx client per worker process; errors become `core.errors` here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from core.errors import ProviderRejected, ProviderTimeout
+from worker.llm._status import connection_lost, incomplete, malformed, short, status_error
+from worker.llm.base import Completion, Usage
+
+__all__ = ["OpenAICompatibleModel", "sse_data"]
+
+_CONNECT_TIMEOUT_S = 5.0
+
+
+async def sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """The `data` of each server-sent event (multi-line data joined with newlines; comments skipped)."""
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    if data:
+        yield "\n".join(data)
+
+
+class OpenAICompatibleModel:
+    name = "openai_compatible"
+
+    def __init__(self, http: httpx.AsyncClient, *, base_url: str | None, api_key: str | None, model: str | None = None) -> None:
+        self._http = http
+        self._base_url = base_url
+        self._api_key = api_key
+        self._model = model  # the served model name, when it differs from the catalogue's
+
+    async def stream(self, completion: Completion) -> AsyncIterator[str | Usage]:
+        base_url = completion.endpoint or self._base_url
+        if not base_url:
+            raise ProviderRejected(self.name, None, "no base URL: set SWITCHBOARD_OPENAI_COMPATIBLE_BASE_URL")
+        timeout = httpx.Timeout(completion.timeout_s, connect=min(_CONNECT_TIMEOUT_S, completion.timeout_s))
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        usage: Usage | None = None
+        done = False
+        try:
+            async with self._http.stream(
+                "POST", f"{base_url.rstrip('/')}/chat/completions", json=self._body(completion), headers=headers, timeout=timeout
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise status_error(self.name, response.status_code, _error_text(response), response.headers)
+                async for data in sse_data(response.aiter_lines()):
+                    if data.strip() == "[DONE]":
+                        done = True
+                        break
+                    event = json.loads(data)
+                    if event.get("error"):
+                        raise status_error(self.name, _error_status(event["error"]), short(event["error"]))
+                    for choice in event.get("choices") or ():
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            yield text
+                        done = done or bool(choice.get("finish_reason"))
+                    if event.get("usage"):
+                        usage = Usage(int(event["usage"].get("prompt_tokens") or 0), int(event["usage"].get("completion_tokens") or 0))
+        except httpx.TimeoutException as exc:
+            raise ProviderTimeout(self.name) from exc
+        except httpx.TransportError as exc:
+            raise connection_lost(self.name, exc) from exc
+        except (json.JSONDecodeError, AttributeError, TypeError, ValueError) as exc:
+            raise malformed(self.name, exc) from exc
+        if not done:
+            raise incomplete(self.name)
+        if usage is not None:
+            yield usage
+
+    def _body(self, completion: Completion) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self._model or completion.model,
+            "messages": [{"role": m.role, "content": m.content} for m in completion.messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "max_tokens": completion.max_tokens,
+        }
+        if completion.temperature is not None:
+            body["temperature"] = completion.temperature
+        if completion.top_p is not None:
+            body["top_p"] = completion.top_p
+        if completion.stop:
+            body["stop"] = list(completion.stop)
+        return body
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return short(response.text)
+    return short(error.get("message") if isinstance(error, dict) else error)
+
+
+def _error_status(error: object) -> int:
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, int) and 400 <= code < 600 else 500
