@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -44,6 +45,10 @@ class Context:
 
 
 class SwitchboardGraphQL(GraphQL):
+    def encode_json(self, data: object) -> str:
+        # orjson: several times faster than json.dumps on every streamed message; text, as clients expect
+        return orjson.dumps(data).decode()
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         services: Services = request.app.state.services
         token = token_from_headers(request.headers)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -38,14 +38,16 @@ class AiMessage:
         return self.chunk_id is None and self.role != "user"
 
     def to_wire(self) -> dict[str, object]:
-        data = asdict(self)
-        data.pop("cursor")
-        return {k: v for k, v in data.items() if v is not None and v != ()}
+        """The published form: every field but the cursor, without empty ones."""
+        return {name: value for name in _WIRE_FIELDS if (value := getattr(self, name)) is not None and value != ()}
 
     @classmethod
     def from_wire(cls, data: dict[str, object], cursor: str | None = None) -> AiMessage:
         errors = data.get("errors") or ()
         return cls(**{**data, "errors": tuple(errors), "cursor": cursor})  # type: ignore[arg-type]
+
+
+_WIRE_FIELDS = tuple(f.name for f in fields(AiMessage) if f.name != "cursor")
 
 
 def route_id(

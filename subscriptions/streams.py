@@ -8,11 +8,14 @@ request's final marker first and publishes nothing when it was already set.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import re
 from collections.abc import Sequence
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from core import keys
 from core.errors import InvalidInput
@@ -37,31 +40,80 @@ _CURSOR = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 
 
 class Publisher:
-    """Publishes messages; one per process, sharing the process's Redis client."""
+    """Publishes messages; one per process, sharing the process's Redis client.
+
+    Concurrent publishes are coalesced: whatever is waiting when the flusher runs goes out in one pipeline
+    (one round trip for hundreds of streams), while a lone publish costs one call as before. The messages
+    of one stream stay in order because each waits for its own publish before the next.
+    """
+
+    _BATCH = 512
 
     def __init__(self, redis: Redis, *, route_maxlen: int, firehose_maxlen: int, replay_ttl_s: int) -> None:
         self._redis = redis
-        self._script = redis.register_script(_PUBLISH)
+        self._sha = hashlib.sha1(_PUBLISH.encode()).hexdigest()
         self._limits = (str(firehose_maxlen), str(route_maxlen), str(replay_ttl_s))
+        self._pending: list[tuple[tuple[object, ...], asyncio.Future[object]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, message: AiMessage, routes: Sequence[str], *, final: bool = False) -> str | None:
         """Publish under `routes`; returns the cursor, or None when `final` and the request had its final."""
         if not routes:
             raise ValueError("a message needs at least one route")
         firehose_maxlen, route_maxlen, ttl = self._limits
-        cursor = await self._script(
-            keys=[keys.FIREHOSE, keys.final(message.request_id), *(keys.route(r) for r in routes)],
-            args=[
-                orjson.dumps(message.to_wire()),
-                ",".join(routes),
-                firehose_maxlen,
-                route_maxlen,
-                ttl,
-                "1" if final else "0",
-                str(keys.FINAL_TTL_S),
-            ],
+        call = (
+            2 + len(routes),
+            keys.FIREHOSE,
+            keys.final(message.request_id),
+            *(keys.route(r) for r in routes),
+            orjson.dumps(message.to_wire()),
+            ",".join(routes),
+            firehose_maxlen,
+            route_maxlen,
+            ttl,
+            "1" if final else "0",
+            str(keys.FINAL_TTL_S),
         )
-        return cursor.decode() if cursor else None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[object] = loop.create_future()
+        self._pending.append((call, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush(), name="switchboard-publisher")
+        cursor = await future
+        return cursor.decode() if isinstance(cursor, bytes) else None
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self._BATCH], self._pending[self._BATCH :]
+            try:
+                results = await self._run([call for call, _ in batch])
+            except BaseException as exc:  # hand the failure to every waiting publisher, then go on
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    async def _run(self, calls: list[tuple[object, ...]]) -> list[object]:
+        """EVALSHA each call in one pipeline; load the script once if Redis does not know it yet."""
+        for attempt in range(2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    pipe.evalsha(self._sha, *call)
+                results = await pipe.execute(raise_on_error=False)
+            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
+                await self._redis.script_load(_PUBLISH)
+                continue
+            return results
+        return results
 
     @classmethod
     def for_settings(cls, redis: Redis, settings: Settings) -> Publisher:

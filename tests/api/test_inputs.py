@@ -4,8 +4,11 @@ input objects) and booleans, through the real schema; what the job carries."""
 from __future__ import annotations
 
 import pickle
+import sqlite3
+from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from api.context import Context
 from api.schema import build_schema
@@ -14,7 +17,21 @@ from core import keys
 from core.access import authenticate
 from core.actions import ActionRecord
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # input handling is backend-independent
+
+
+@pytest.fixture
+def database_url(database_urls: list[str], tmp_path: Path) -> str:
+    """SQLite only (overrides the backend-parametrized fixture): what these tests check does not depend on
+    the database, and PostgreSQL is covered by the access and pipeline tests."""
+    copy = tmp_path / "test.db"
+    source, target = sqlite3.connect(make_url(database_urls[0]).database or ""), sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return f"sqlite+aiosqlite:///{copy}"
+
 
 ACTION = "mutation($input: AiActionInput!) { aiAction(input: $input) { requestId errors } }"
 SCHEMA = build_schema()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -86,3 +87,26 @@ def test_cursor_order() -> None:
 def test_a_message_survives_the_wire() -> None:
     message = AiMessage("r", "assistant", content="x", errors=("e",), extras={"sources": []}, chunk_id=3)
     assert AiMessage.from_wire(message.to_wire(), cursor="1-0") == dataclasses.replace(message, cursor="1-0")
+
+
+async def test_concurrent_publishes_share_round_trips_and_keep_their_results(redis: ArqRedis) -> None:
+    pub = publisher(redis)
+    routes = [route_id("gid://gitlab/User/2", ai_action="chat", client_subscription_id=str(i)) for i in range(300)]
+    await redis.script_flush()  # the first batch must load the script itself
+    cursors = await asyncio.gather(*(pub.publish(AiMessage(f"r{i}", "assistant", content=str(i)), [r]) for i, r in enumerate(routes)))
+    assert len(set(cursors)) == 300 and all(cursors)
+    for i in (0, 150, 299):
+        assert [m.content for m in await replay(redis, routes[i], (0, 0))] == [str(i)]
+
+
+async def test_one_failing_call_in_a_batch_fails_alone(redis: ArqRedis) -> None:
+    pub = publisher(redis)
+    good, bad = route_id("gid://gitlab/User/2", ai_action="chat"), route_id("gid://gitlab/User/3", ai_action="chat")
+    await redis.set(keys.route(bad), "not a stream")
+    results = await asyncio.gather(
+        pub.publish(AiMessage("a", "assistant", content="ok"), [good]),
+        pub.publish(AiMessage("b", "assistant", content="no"), [bad]),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], str) and isinstance(results[1], Exception)
+    assert [m.content for m in await replay(redis, good, (0, 0))] == ["ok"]

@@ -5,14 +5,17 @@ circuit breaker, time-outs, the fallback model, token usage."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy.engine import make_url
 
-from catalogue import FEATURES, get_feature
 from api.seed import seed
+from catalogue import FEATURES, get_feature
 from core.actions import ActionRecord
 from core.db import create_engine, session_factory
 from core.errors import MAX_RETRIES_EXCEEDED
@@ -31,9 +34,21 @@ from worker.llm.circuit import State
 from worker.settings import build_worker
 from worker.usage import read_usage
 
-# Provider behaviour does not depend on the database: these run on SQLite only (PostgreSQL is covered by the
-# access and pipeline tests).
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def database_url(database_urls: list[str], tmp_path: Path) -> str:
+    """SQLite only (overrides the backend-parametrized fixture): what these tests check does not depend on
+    the database, and PostgreSQL is covered by the access and pipeline tests."""
+    copy = tmp_path / "test.db"
+    source, target = sqlite3.connect(make_url(database_urls[0]).database or ""), sqlite3.connect(copy)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return f"sqlite+aiosqlite:///{copy}"
+
 
 ALICE = "gid://gitlab/User/2"
 DEFAULT_MODEL = "claude_sonnet_4_6"
