@@ -22,7 +22,6 @@ within that time, as with feature flags.
 from __future__ import annotations
 
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -258,13 +257,4 @@ class Entitlements:
             self._cache[key] = (now + self.ttl_s, value)
         return value
 
-    @classmethod
-    def shared(cls, sessions: async_sessionmaker[AsyncSession]) -> Entitlements:
-        """The one instance of this process for the database behind `sessions` (the worker's re-check)."""
-        found = _SHARED.get(sessions)
-        if found is None:
-            found = _SHARED[sessions] = cls()
-        return found
 
-
-_SHARED: weakref.WeakKeyDictionary[async_sessionmaker[AsyncSession], Entitlements] = weakref.WeakKeyDictionary()

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -144,16 +143,7 @@ class FlagStore:
         """Forget the cache: the next read loads again (after a write made by this process)."""
         self._loaded_at = float("-inf")
 
-    @classmethod
-    def shared(cls, sessions: async_sessionmaker[AsyncSession], default: Callable[[str], bool]) -> FlagStore:
-        """The one store of this process for `sessions`, for code that is not handed one."""
-        store = _SHARED.get(sessions)
-        if store is None:
-            store = _SHARED[sessions] = cls(sessions, default)
-        return store
 
-
-_SHARED: weakref.WeakKeyDictionary[async_sessionmaker[AsyncSession], FlagStore] = weakref.WeakKeyDictionary()
 
 
 async def load_states(session: AsyncSession) -> dict[str, FlagState]:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalogue import get_feature
 from catalogue.add_ons import requirement
-from catalogue.flags import default_enabled, required_flags
+from catalogue.flags import required_flags
 from core.access import container_of, get_principal, readable_resource
 from core.actions import ActionRecord
 from core.entitlement import Entitlements, Mode
@@ -26,10 +26,15 @@ __all__ = ["still_allowed"]
 logger = logging.getLogger(__name__)
 
 
-async def still_allowed(sessions: async_sessionmaker[AsyncSession], mode: Mode, record: ActionRecord) -> bool:
+async def still_allowed(
+    sessions: async_sessionmaker[AsyncSession],
+    flags: FlagStore,
+    entitlements: Entitlements,
+    mode: Mode,
+    record: ActionRecord,
+) -> bool:
     """Whether the action of `record` may still run."""
     feature = get_feature(record.feature)
-    flags = FlagStore.shared(sessions, default_enabled)
     states = await flags.resolve(required_flags(feature), actor_id("User", record.user_id))
     if not all(states.values()):
         return _refused(record, "flag disabled")
@@ -44,7 +49,7 @@ async def still_allowed(sessions: async_sessionmaker[AsyncSession], mode: Mode, 
             except (AccessDenied, InvalidInput):
                 return _refused(record, "resource not readable")
             container = await container_of(resource)
-        decision = await Entitlements.shared(sessions).decide(session, principal.user_id, requirement(feature), container, mode)
+        decision = await entitlements.decide(session, principal.user_id, requirement(feature), container, mode)
     return decision.allowed or _refused(record, str(decision.reason))
 
 

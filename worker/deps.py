@@ -1,5 +1,5 @@
 """What a worker process builds once and hands to every job: settings, Redis, the database, the catalogue,
-the provider clients and their circuit breakers."""
+the provider clients and their circuit breakers, and the ≤ 5 s caches of flags and entitlement."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from catalogue import Catalogue, get_catalogue
+from catalogue.flags import default_enabled
 from core.db import create_engine, session_factory
+from core.entitlement import Entitlements
+from core.flags import FlagStore
 from core.settings import Settings
 from subscriptions.streams import Publisher
 from worker.llm import Circuits, Providers, build_providers
@@ -28,7 +31,9 @@ class Deps:
     markdown: MarkdownIt
     catalogue: Catalogue
     providers: Providers
+    flags: FlagStore
     circuits: Circuits = field(default_factory=Circuits)
+    entitlements: Entitlements = field(default_factory=Entitlements)
 
     async def close(self) -> None:
         await self.providers.close()
@@ -39,12 +44,14 @@ def build_deps(settings: Settings, redis: Redis, *, providers: Providers | None 
     """`providers` replaces the clients built from the settings (tests point real SDK clients at local
     servers this way)."""
     engine = create_engine(settings)
+    sessions = session_factory(engine)
     return Deps(
         settings=settings,
         redis=redis,
         publisher=Publisher.for_settings(redis, settings),
         engine=engine,
-        sessions=session_factory(engine),
+        sessions=sessions,
+        flags=FlagStore(sessions, default_enabled),
         markdown=MarkdownIt("commonmark", {"html": False}),
         catalogue=get_catalogue(),
         providers=providers or build_providers(settings),

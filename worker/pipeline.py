@@ -202,4 +202,4 @@ async def _publish_final(deps: Deps, record: ActionRecord, feature: Feature, mes
 
 async def _still_allowed(deps: Deps, record: ActionRecord) -> bool:
     """The worker's re-check (`worker.authorization`): flags, the user, read access and entitlement."""
-    return await still_allowed(deps.sessions, deps.settings.mode, record)
+    return await still_allowed(deps.sessions, deps.flags, deps.entitlements, deps.settings.mode, record)

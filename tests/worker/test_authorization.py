@@ -69,9 +69,9 @@ async def test_the_recheck_reads_fresh_state_per_database(settings: Settings, se
     redis = connect(settings.redis_url or "")
     deps = build_deps(settings, redis)
     try:
-        assert await still_allowed(deps.sessions, "self_managed", summarize())
-        assert not await still_allowed(deps.sessions, "self_managed", summarize(user_id=4))  # carol: no seat
-        assert not await still_allowed(deps.sessions, "saas", summarize())  # alice's seat is the instance's
+        assert await still_allowed(deps.sessions, deps.flags, deps.entitlements, "self_managed", summarize())
+        assert not await still_allowed(deps.sessions, deps.flags, deps.entitlements, "self_managed", summarize(user_id=4))  # carol: no seat
+        assert not await still_allowed(deps.sessions, deps.flags, deps.entitlements, "saas", summarize())  # alice's seat is the instance's
     finally:
         await deps.close()
         await redis.aclose()
