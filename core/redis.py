@@ -17,6 +17,9 @@ import time
 from pathlib import Path
 
 from arq.connections import ArqRedis
+from arq.constants import job_key_prefix, result_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
 from redis.asyncio import BlockingConnectionPool
 
 from core import keys
@@ -136,15 +139,27 @@ def connect(url: str, *, max_connections: int = 32, timeout_s: float = 5.0) -> A
     return client
 
 
-async def enqueue_action(redis: ArqRedis, record: ActionRecord) -> None:
-    """Enqueue exactly one job for the action (job id = request id), then wake an idle worker."""
-    job = await redis.enqueue_job(
-        keys.JOB_NAME, record.model_dump_json(), _job_id=record.request_id, _queue_name=keys.QUEUE
+# arq's enqueue (refuse an existing job id, store the job, add it to the queue) plus the wake-up push, in
+# one atomic round trip instead of arq's WATCH / EXISTS / MULTI-EXEC and a second call for the wake-up.
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
+redis.call('LPUSH', KEYS[4], '1')
+redis.call('LTRIM', KEYS[4], 0, ARGV[5])
+redis.call('EXPIRE', KEYS[4], ARGV[6])
+return 1
+"""
+
+
+async def enqueue_action(redis: ArqRedis, record: ActionRecord) -> bool:
+    """Enqueue exactly one arq job for the action (job id = request id) and wake an idle worker.
+    False when a job with this id exists already. The job is stored exactly as arq's `enqueue_job` does."""
+    now_ms = timestamp_ms()
+    job = serialize_job(keys.JOB_NAME, (record.model_dump_json(),), {}, None, now_ms, serializer=redis.job_serializer)
+    script = redis.register_script(_ENQUEUE)
+    added = await script(
+        keys=[job_key_prefix + record.request_id, result_key_prefix + record.request_id, keys.QUEUE, keys.WAKE],
+        args=[job, redis.expires_extra_ms, now_ms, record.request_id, keys.WAKE_MAXLEN - 1, keys.WAKE_TTL_S],
     )
-    if job is None:  # a job with this id exists already: nothing more to do
-        return
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.lpush(keys.WAKE, b"1")
-        pipe.ltrim(keys.WAKE, 0, keys.WAKE_MAXLEN - 1)
-        pipe.expire(keys.WAKE, keys.WAKE_TTL_S)
-        await pipe.execute()
+    return bool(added)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from typing import Any
 
 from arq import Retry
@@ -22,6 +23,7 @@ from arq import Retry
 from core.actions import ActionRecord
 from core.errors import ProviderError, user_facing_text
 from core.flags import pushed_flags
+from core.metrics import record_completion
 from worker.deps import Deps, build_deps
 from worker.pipeline import execute, publish_failure
 
@@ -50,10 +52,11 @@ async def run_action(ctx: dict[str, Any], record_json: str) -> str:
     deps: Deps = ctx["deps"]
     record = ActionRecord.model_validate_json(record_json)
     job_try: int = ctx.get("job_try", 1)
-    if await deps.publisher.has_final(record.request_id):
+    if job_try > 1 and await deps.publisher.has_final(record.request_id):  # a first run has no final yet
         return "done before"
     if job_try > MAX_TRIES:
         await publish_failure(deps, record, user_facing_text(None))
+        _ended(record, ok=False)
         return "gave up"
     try:
         with pushed_flags(record.flags):  # what `core.flags.is_feature_enabled` reads in this job
@@ -69,12 +72,20 @@ async def run_action(ctx: dict[str, Any], record_json: str) -> str:
         log.warning("completion_failed: %s", exc, extra={"request_id": record.request_id, "feature": record.feature,
                                                           "try": job_try, "error": str(exc)})
         await publish_failure(deps, record, user_facing_text(exc))
+        _ended(record, ok=False)
         return "failed"
     except Exception as exc:  # anything else ends the request with a user-facing error, never a raw one
         log.exception("completion failed", extra={"request_id": record.request_id})
         await publish_failure(deps, record, user_facing_text(exc))
+        _ended(record, ok=False)
         return "failed"
+    _ended(record, ok=True)
     return "answered"
+
+
+def _ended(record: ActionRecord, *, ok: bool) -> None:
+    """The completion SLI (`core.metrics`): counted once per request, when its final message went out."""
+    record_completion(record.feature, ok=ok, seconds=time.time() - record.enqueued_at)
 
 
 async def run_inline(ctx: dict[str, Any], settings: Any, redis: Any, record_json: str) -> str:
