@@ -18,6 +18,7 @@ from typing import Any
 import uvloop
 from pydantic import ValidationError
 
+from core import logs
 from core.errors import SwitchboardError
 from core.settings import Settings
 
@@ -127,14 +128,18 @@ def _web(settings: Settings, args: argparse.Namespace) -> None:
         app,
         host=args.host,
         port=args.port if args.port is not None else settings.port,
+        log_config=None,  # uvicorn's loggers go through the root handler: JSON lines (`core.logs`)
         log_level="info",
         access_log=args.access_log,
         ws_max_size=1 << 20,
+        ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=10,
     )
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    if args.check:
+        return _worker_check(settings)
     # Resolved by name, like arq's own CLI, so that `api` keeps no import of `worker`.
     build_worker = importlib.import_module("worker.settings").build_worker
     logging.getLogger("arq.worker").setLevel(logging.WARNING)  # arq logs job arguments: user input
@@ -142,6 +147,25 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
     worker = build_worker(settings, burst=args.burst)
     _settle_heap()
     worker.run()
+
+
+def _worker_check(settings: Settings) -> None:
+    """arq's health check: a worker recorded its health within the last interval (exit 1 otherwise)."""
+    from core.redis import connect, redis_url
+
+    check_health = importlib.import_module("worker.monitor").check_health
+
+    async def run() -> tuple[bool, str]:
+        redis = connect(redis_url(settings.redis_url, settings.data_dir), max_connections=1)
+        try:
+            return await check_health(redis)
+        finally:
+            await redis.aclose()
+
+    healthy, detail = asyncio.run(run())
+    if not healthy:
+        raise CommandFailed(detail)
+    print(detail)
 
 
 def _settle_heap() -> None:
@@ -225,6 +249,7 @@ def _parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="run an arq worker")
     worker.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    worker.add_argument("--check", action="store_true", help="health check: exit 0 when a worker is alive")
     worker.set_defaults(handler=_worker)
 
     db = commands.add_parser("db", help="database schema")
@@ -257,11 +282,12 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="a test completion against each configured model, one line per model")
     check.set_defaults(handler=_check)
 
-    from api import add_ons_cli, admin_cli, flags_cli  # operator commands (issue 3) live in their own modules
+    from api import add_ons_cli, admin_cli, flags_cli, models_cli  # operator commands (issue 3) live in their own modules
 
     admin_cli.register(commands, users_commands, tokens_commands)
     add_ons_cli.register(commands)
     flags_cli.register(commands)
+    models_cli.register(commands)
     return parser
 
 
@@ -276,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         settings = Settings()
+        if long_running:
+            logs.configure(json=settings.log_format == "json")
         args.handler(settings, args)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -82,8 +82,25 @@ class Settings(BaseSettings):
     job_timeout_s: float = Field(300.0, validation_alias=_env("SWITCHBOARD_JOB_TIMEOUT_S", "job_timeout_s"))
     job_lease_s: float = Field(10.0, gt=0, validation_alias=_env("SWITCHBOARD_JOB_LEASE_S", "job_lease_s"))
     poll_delay_s: float = Field(0.5, gt=0, validation_alias=_env("SWITCHBOARD_POLL_DELAY_S", "poll_delay_s"))
+    # SIGTERM: how long a worker lets its running jobs finish before it hands the rest back to the queue.
+    shutdown_grace_s: float = Field(
+        20.0, ge=0, validation_alias=_env("SWITCHBOARD_SHUTDOWN_GRACE_S", "shutdown_grace_s")
+    )
+    # The worker's Prometheus `/metrics` port (the next free one when taken, so several workers share a
+    # host); 0 turns it off.
+    worker_metrics_port: int = Field(
+        8082, ge=0, validation_alias=_env("SWITCHBOARD_WORKER_METRICS_PORT", "worker_metrics_port")
+    )
+    # `json` (one object a line, SPEC §10) or `text` for the long-running processes' logs.
+    log_format: Literal["json", "text"] = Field(
+        "json", validation_alias=_env("SWITCHBOARD_LOG_FORMAT", "log_format")
+    )
     # Overrides every feature's model-call timeout when set (operators; tests).
     llm_timeout_s: float | None = Field(None, validation_alias=_env("SWITCHBOARD_LLM_TIMEOUT_S", "llm_timeout_s"))
+
+    # permessage-deflate on websockets: off by default; streamed chunks are small, and compressing each costs
+    # CPU and ~tens of KB of zlib state per connection.
+    ws_compression: bool = Field(False, validation_alias=_env("SWITCHBOARD_WS_COMPRESSION", "ws_compression"))
 
     # How long a web process trusts a token it checked (a revoked token stops working within this time).
     auth_cache_s: float = Field(5.0, ge=0, validation_alias=_env("SWITCHBOARD_AUTH_CACHE_S", "auth_cache_s"))

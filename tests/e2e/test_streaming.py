@@ -174,3 +174,10 @@ async def test_a_worker_killed_mid_stream_is_replaced_and_the_request_still_ends
     await asyncio.sleep(1.0)
     assert socket.pending(op) == 0  # exactly one final message
     await socket.close()
+
+
+async def test_websockets_are_not_compressed_by_default(stack: Stack) -> None:
+    import websockets
+
+    async with websockets.connect(stack.ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # offers deflate
+        assert ws.response is not None and "Sec-WebSocket-Extensions" not in ws.response.headers
