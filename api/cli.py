@@ -144,25 +144,14 @@ def _worker(settings: Settings, args: argparse.Namespace) -> None:
     build_worker = importlib.import_module("worker.settings").build_worker
     logging.getLogger("arq.worker").setLevel(logging.WARNING)  # arq logs job arguments: user input
     uvloop.install()  # before arq's Worker takes the event loop
-    worker = build_worker(settings, burst=args.burst)
+    worker = build_worker(settings, burst=args.burst, metrics_port=settings.worker_metrics_port)
     _settle_heap()
     worker.run()
 
 
 def _worker_check(settings: Settings) -> None:
     """arq's health check: a worker recorded its health within the last interval (exit 1 otherwise)."""
-    from core.redis import connect, redis_url
-
-    check_health = importlib.import_module("worker.monitor").check_health
-
-    async def run() -> tuple[bool, str]:
-        redis = connect(redis_url(settings.redis_url, settings.data_dir), max_connections=1)
-        try:
-            return await check_health(redis)
-        finally:
-            await redis.aclose()
-
-    healthy, detail = asyncio.run(run())
+    healthy, detail = asyncio.run(importlib.import_module("worker.monitor").check_health(settings))
     if not healthy:
         raise CommandFailed(detail)
     print(detail)

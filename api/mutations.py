@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
 
 import strawberry
@@ -17,12 +18,16 @@ from core.access import container_of, readable_resource
 from core.actions import ActionRecord
 from core.errors import AI_NOT_PERMITTED, RESOURCE_NOT_AVAILABLE, AccessDenied, InvalidInput
 from core.ids import GlobalID, new_request_id
+from core.logs import EXPANDED_FLAG, expanded
+from core.metrics import ACTIONS_ENQUEUED
 from core.redis import enqueue_action
 from subscriptions import history
 from subscriptions.messages import AiMessage, routes_for
 from subscriptions.scalars import AiConversationThreadID
 
 __all__ = ["build_mutation", "AiActionPayload"]
+
+log = logging.getLogger(__name__)
 
 ONLY_ONE_METHOD = "Only one method argument is required"
 _MAX_ID_LENGTH = 255
@@ -130,8 +135,13 @@ async def _echo_user_message(context: Context, feature: Feature, record: ActionR
 
 
 async def _dispatch(services: Any, record: ActionRecord) -> None:
+    context = {"request_id": record.request_id, "feature": record.feature, "user_id": record.user_id,
+               "resource": record.resource, "client_subscription_id": record.client_subscription_id}
+    log.info("ai_action_mutation", extra={**context, **expanded(record.flags.get(EXPANDED_FLAG, False), inputs=record.inputs)})
     if not services.settings.sync_execution:
         await enqueue_action(services.redis, record)
+        ACTIONS_ENQUEUED.labels(record.feature).inc()
+        log.info("worker_enqueued", extra=context)
         return
     # Debugging only (GitLab's perform_inline): run the job in this process. The worker package is
     # resolved by name, as arq resolves a job, so that `api` keeps no import of `worker`.

@@ -1,5 +1,5 @@
-"""The GraphQL schema: queries, the `aiAction` mutation (inputs generated from the catalogue) and the
-`aiCompletionResponse` subscription."""
+"""The GraphQL schema: queries, the `aiAction` mutation (inputs generated from the catalogue), model
+selection (`api.model_selection`, `api.instance_models`) and the `aiCompletionResponse` subscription."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ from graphql import GraphQLError
 from strawberry.extensions import AddValidationRules, MaskErrors, MaxTokensLimiter, ParserCache, ValidationCache
 from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from api.instance_models import InstanceSelectionMutation, InstanceSelectionQuery
+from api.model_selection import NamespaceSelectionMutation, NamespaceSelectionQuery
 from api.mutations import build_mutation
 from core.errors import SwitchboardError
 from api.queries import Query
@@ -39,8 +42,8 @@ class _Schema(strawberry.Schema):
 
 def build_schema() -> strawberry.Schema:
     return _Schema(
-        query=Query,
-        mutation=build_mutation(),
+        query=merge_types("Query", (Query, NamespaceSelectionQuery, InstanceSelectionQuery)),
+        mutation=merge_types("Mutation", (build_mutation(), NamespaceSelectionMutation, InstanceSelectionMutation)),
         subscription=Subscription,
         extensions=[
             # Frontends send the same few documents over and over: parse and validate each once.

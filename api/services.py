@@ -9,14 +9,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from arq.connections import ArqRedis
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from catalogue.flags import default_enabled
 from core.db import create_engine, session_factory
 from core.entitlement import Entitlements
 from core.flags import FlagStore
-from core.redis import connect, redis_url
+from core.redis import connect, redis_url, single_client
 from core.settings import Settings
 from api.principals import PrincipalCache
 from subscriptions.hub import Hub
@@ -51,9 +50,7 @@ class Services:
 async def open_services(settings: Settings) -> AsyncIterator[Services]:
     url = await asyncio.to_thread(redis_url, settings.redis_url, settings.data_dir)
     redis = connect(url, max_connections=settings.redis_max_connections)
-    hub_redis = Redis.from_url(
-        url, single_connection_client=True, socket_timeout=_HUB_BLOCK_MS / 1000 + 5, socket_connect_timeout=5
-    )
+    hub_redis = single_client(url, socket_timeout=_HUB_BLOCK_MS / 1000 + 5)
     engine = create_engine(settings)
     services = Services(
         settings=settings,

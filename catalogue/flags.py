@@ -24,12 +24,14 @@ __all__ = [
     "FLAGS",
     "FlagDefinition",
     "GLOBAL_SWITCH",
+    "MODEL_SWITCHING",
     "PUSHED_FLAGS",
     "default_enabled",
     "required_flags",
 ]
 
 GLOBAL_SWITCH = "ai_global_switch"
+MODEL_SWITCHING = "ai_model_switching"
 
 
 class FlagDefinition(BaseModel):
@@ -56,10 +58,20 @@ FLAG_DEFINITIONS: tuple[FlagDefinition, ...] = (
         description="Kill switch of Duo Chat.",
     ),
     FlagDefinition(
-        name="ai_model_switching",
+        name=MODEL_SWITCHING,
         type="beta",
         default_enabled=True,
-        description="Lets top-level group owners choose the model of each feature (namespace model selection).",
+        pushed=True,  # off for an actor: groups' model choices are not applied to their requests
+        description="Lets group owners choose the model of each feature (namespace model selection).",
+    ),
+    # Model migrations (feature_settings.yml `migrations`): pushed, so the worker reads them for the actor
+    # resolved at enqueue; turning one off sends the next requests back to the old default (SPEC §9).
+    FlagDefinition(
+        name="duo_chat_claude_sonnet_4_6_vertex",
+        type="beta",
+        default_enabled=False,
+        pushed=True,
+        description="Migrates Duo Chat's default model to Claude Sonnet 4.6 on Vertex AI.",
     ),
     FlagDefinition(
         name="expanded_ai_logging",

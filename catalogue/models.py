@@ -18,6 +18,7 @@ __all__ = [
     "PROVIDERS",
     "ModelParams",
     "ModelDefinition",
+    "OpenAICompatibleModel",
     "Deprecation",
     "FeatureSetting",
     "Migration",
@@ -89,6 +90,10 @@ class OpenAICompatibleModel(_Model):
 
     provider: Literal["openai_compatible"]
     base_url: str | None = None  # else SWITCHBOARD_OPENAI_COMPATIBLE_BASE_URL
+    # Registered self-hosted models (SPEC §9, never in models.yml): the decrypted API token, and whether
+    # `provider_model` is the served name (it then wins over SWITCHBOARD_OPENAI_COMPATIBLE_MODEL).
+    api_key: str | None = Field(None, exclude=True, repr=False)
+    served_name: bool = Field(False, exclude=True)
 
 
 class MockModelDefinition(_Model):

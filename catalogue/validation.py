@@ -7,7 +7,7 @@ Checks, beyond what the pydantic schemas enforce while loading:
   provides, the fallback model exists and uses another provider than the default model;
 - models: at least one, unique identifiers, each reachable by `switchboard check`'s prompt;
 - feature settings: every model they name exists, the default is selectable (when a list is given), and
-  migrations name existing models;
+  migrations name existing models and pushed flags (catalogue/flags.py);
 - prompts: file names are semantic versions, family folders are `base` or some model's family, templates
   compile and contain nothing the sandbox would refuse.
 """
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalogue.features import Feature
+from catalogue.flags import FLAGS
 from catalogue.models import FeatureSetting, ModelDefinition, load_feature_settings, load_models
 from catalogue.prompts import CHECK_PROMPT, CONTEXT_VARIABLES, PromptRegistry
 
@@ -165,6 +166,10 @@ def _setting_references(catalogue: Catalogue, setting: FeatureSetting) -> list[s
             problems.append(f"{where}: {what} {name!r} is not in models.yml")
     if setting.selectable_models and setting.default_model not in setting.selectable_models:
         problems.append(f"{where}: default model {setting.default_model!r} is not one of its selectable models")
+    for migration in setting.migrations:
+        definition = FLAGS.get(migration.flag)
+        if definition is None or not definition.pushed:
+            problems.append(f"{where}: migration flag {migration.flag!r} is not a pushed flag of catalogue/flags.py")
     return problems
 
 

@@ -10,6 +10,8 @@
 | `ai_chat:<user_id>`                   | stream | `MAXLEN 50`, 3 days after the last message | chat history (GitLab's key) |
 | `switchboard:rate:<name>:<user_id>`   | string | the limit's period (8 h), from the first call in it | calls of a rate-limited endpoint (`ai_action`) in the current window |
 | `switchboard:usage:<request_id>`      | hash   | 1 day                            | token usage of the request's answered model call (model, input/output tokens, estimated) |
+| `switchboard:stats:<minute>`          | hash   | 2 hours                          | per-minute counts for `/admin` (done, failed, apdex per feature, models, queue depth), flushed by workers |
+| `switchboard:workers`                 | hash   | 2 hours after the last beat      | worker id -> last heartbeat (unix time) and jobs in flight, written every few seconds |
 
 arq's own keys (`arq:job:*`, `arq:in-progress:*`, `arq:retry:*`, `arq:result:*`) carry arq's TTLs.
 """
@@ -33,6 +35,9 @@ __all__ = [
     "rate_limit",
     "USAGE_TTL_S",
     "usage",
+    "STATS_TTL_S",
+    "stats",
+    "WORKERS",
 ]
 
 PREFIX = "switchboard"
@@ -70,3 +75,12 @@ def usage(request_id: str) -> str:
 
 def rate_limit(name: str, user_id: int) -> str:
     return f"{PREFIX}:rate:{name}:{user_id}"
+
+
+STATS_TTL_S = 2 * 3600
+WORKERS = f"{PREFIX}:workers"
+
+
+def stats(minute: int) -> str:
+    """Counts of the wall-clock minute `minute` (unix time // 60)."""
+    return f"{PREFIX}:stats:{minute}"

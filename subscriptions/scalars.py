@@ -10,12 +10,16 @@ from typing import NewType
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
 
-__all__ = ["UserID", "AiModelID", "ProjectID", "AiConversationThreadID", "Time", "SCALAR_MAP"]
+__all__ = [
+    "UserID", "AiModelID", "ProjectID", "AiConversationThreadID", "NamespaceID", "AiSelfHostedModelID", "Time", "SCALAR_MAP",
+]
 
 UserID = NewType("UserID", str)
 AiModelID = NewType("AiModelID", str)
 ProjectID = NewType("ProjectID", str)
 AiConversationThreadID = NewType("AiConversationThreadID", str)
+NamespaceID = NewType("NamespaceID", str)
+AiSelfHostedModelID = NewType("AiSelfHostedModelID", str)
 Time = NewType("Time", str)
 
 
@@ -34,6 +38,8 @@ SCALAR_MAP: dict[object, ScalarDefinition] = {
     AiConversationThreadID: _id(
         "AiConversationThreadID", "A global ID of a chat thread: `gid://gitlab/Ai::Conversation::Thread/1`."
     ),
+    NamespaceID: _id("NamespaceID", "A namespace's global ID: `gid://gitlab/Group/1` (or `gid://gitlab/Namespace/1`)."),
+    AiSelfHostedModelID: _id("AiSelfHostedModelID", "A self-hosted model's global ID: `gid://gitlab/Ai::SelfHostedModel/1`."),
     Time: strawberry.scalar(
         name="Time",
         description="Time represented in ISO 8601.",

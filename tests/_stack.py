@@ -53,8 +53,8 @@ class Stack:
     def gid(self, user: str) -> str:
         return self.seed["users"][user]["gid"]
 
-    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        process = _spawn(["worker"], self.env, self.logs / f"{name}.log")
+    def start_worker(self, name: str, **env: str) -> subprocess.Popen[bytes]:
+        process = _spawn(["worker"], {**self.env, **env}, self.logs / f"{name}.log")
         self.extra.append(process)
         return process
 
@@ -133,6 +133,7 @@ def stack(request: pytest.FixtureRequest, redis_server: str, tmp_path_factory: p
         "SWITCHBOARD_JOB_LEASE_S": str(LEASE_S),
         "SWITCHBOARD_AI_ACTION_RATE_LIMIT": "0",
         "PYTHONUNBUFFERED": "1",
+        "SWITCHBOARD_WORKER_METRICS_PORT": str(free_port()),
     }
     _cli(["db", "upgrade"], env)
     seed = json.loads(_cli(["seed", "--json"], env))

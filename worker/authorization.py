@@ -8,6 +8,7 @@ The checks are the web process's checks 4-6, read through this process's caches 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,10 +21,23 @@ from core.entitlement import Entitlements, Mode
 from core.errors import AccessDenied, InvalidInput
 from core.flags import FlagStore, actor_id
 from core.ids import GlobalID
+from core.tables import Project
 
-__all__ = ["still_allowed"]
+__all__ = ["Verdict", "still_allowed"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether the action may still run (truthy when it may), and the full paths of the groups above its
+    resource, top-level first (what model selection reads)."""
+
+    allowed: bool
+    namespace_paths: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.allowed
 
 
 async def still_allowed(
@@ -32,7 +46,7 @@ async def still_allowed(
     entitlements: Entitlements,
     mode: Mode,
     record: ActionRecord,
-) -> bool:
+) -> Verdict:
     """Whether the action of `record` may still run."""
     feature = get_feature(record.feature)
     states = await flags.resolve(required_flags(feature), actor_id("User", record.user_id))
@@ -50,9 +64,12 @@ async def still_allowed(
                 return _refused(record, "resource not readable")
             container = await container_of(resource)
         decision = await entitlements.decide(session, principal.user_id, requirement(feature), container, mode)
-    return decision.allowed or _refused(record, str(decision.reason))
+    if not decision.allowed:
+        return _refused(record, str(decision.reason))
+    group = container.group if isinstance(container, Project) else container
+    return Verdict(True, tuple(group.ancestor_paths) if group is not None else ())
 
 
-def _refused(record: ActionRecord, reason: str) -> bool:
+def _refused(record: ActionRecord, reason: str) -> Verdict:
     logger.info("permission_denied", extra={"request_id": record.request_id, "feature": record.feature, "reason": reason})
-    return False
+    return Verdict(False)

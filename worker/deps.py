@@ -1,5 +1,6 @@
 """What a worker process builds once and hands to every job: settings, Redis, the database, the catalogue,
-the provider clients and their circuit breakers, and the ≤ 5 s caches of flags and entitlement."""
+the provider clients and their circuit breakers, and the ≤ 5 s caches of flags, entitlement and model
+selection."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from catalogue import Catalogue, get_catalogue
 from catalogue.flags import default_enabled
+from catalogue.selection_store import SelectionStore
 from core.db import create_engine, session_factory
 from core.entitlement import Entitlements
 from core.flags import FlagStore
+from core.secrets import SecretBox, secret_box
 from core.settings import Settings
 from subscriptions.streams import Publisher
 from worker.llm import Circuits, Providers, build_providers
@@ -32,6 +35,8 @@ class Deps:
     catalogue: Catalogue
     providers: Providers
     flags: FlagStore
+    selection: SelectionStore  # model selection settings (SPEC §9), ≤ 5 s old
+    secrets: SecretBox  # decrypts registered self-hosted models' API tokens
     circuits: Circuits = field(default_factory=Circuits)
     entitlements: Entitlements = field(default_factory=Entitlements)
 
@@ -52,6 +57,8 @@ def build_deps(settings: Settings, redis: Redis, *, providers: Providers | None 
         engine=engine,
         sessions=sessions,
         flags=FlagStore(sessions, default_enabled),
+        selection=SelectionStore(sessions),
+        secrets=secret_box(settings),
         markdown=MarkdownIt("commonmark", {"html": False}),
         catalogue=get_catalogue(),
         providers=providers or build_providers(settings),

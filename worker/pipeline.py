@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from catalogue import Feature, ModelDefinition, Prompt, get_feature
 from core.actions import ActionRecord
 from core.errors import AI_NOT_PERMITTED, ProviderError, ProviderRejected, ProviderTimeout
+from core.logs import expanded
+from core.metrics import FIRST_CHUNK_SECONDS, INPUT_TOKENS, OUTPUT_TOKENS, record_provider_request
 from subscriptions import history
 from subscriptions.messages import AiMessage, routes_for
 from worker.context import prompt_variables
-from worker.authorization import still_allowed
+from worker.authorization import Verdict, still_allowed
 from worker.deps import Deps
 from worker.llm import Completion, Message, Usage
-from worker.selection import candidates
+from worker.selection import candidates, resolve_model
 from worker.usage import estimated_usage, record_usage
 
 __all__ = ["execute", "publish_failure", "user_text", "build_completion"]
@@ -77,6 +79,8 @@ def build_completion(
         user_text=user_text(feature, record),
         turn=attempt,
         endpoint=getattr(model, "base_url", None),
+        api_key=getattr(model, "api_key", None),
+        served_name=getattr(model, "served_name", False),
     )
 
 
@@ -93,11 +97,16 @@ class _Call:
 
 async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0) -> None:
     feature = get_feature(record.feature)
-    if not await _still_allowed(deps, record):
+    verdict = await _still_allowed(deps, record)
+    choice = await resolve_model(
+        deps.settings, deps.catalogue, feature, record,
+        selection=await deps.selection.get(), namespace_paths=verdict.namespace_paths, secrets=deps.secrets,
+    ) if verdict else None
+    if choice is None or choice.model is None:  # refused, or the feature's provider is disabled by the admin
         await _publish_final(deps, record, feature, AiMessage(record.request_id, "assistant", errors=(AI_NOT_PERMITTED,)))
         return
     variables = await prompt_variables(deps.sessions, feature, record)
-    models = await candidates(deps.settings, deps.catalogue, feature, record)
+    models = candidates(deps.settings, deps.catalogue, feature, choice)
     call = await _answer(deps, feature, record, models, variables, attempt)
     content = "".join(call.parts)
     answer = AiMessage(
@@ -110,12 +119,15 @@ async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0) -> None
     usage = call.usage or Usage(0, 0, estimated=True)
     async with asyncio.TaskGroup() as group:  # two round trips at once
         final = group.create_task(_publish_final(deps, record, feature, answer))
-        group.create_task(record_usage(deps.redis, record.request_id, call.model.identifier, usage))
+        group.create_task(record_usage(deps.redis, record.request_id, call.model.identifier, usage, selected=choice.model.identifier))
+    INPUT_TOKENS.labels(feature.key, call.model.identifier).inc(usage.input_tokens)
+    OUTPUT_TOKENS.labels(feature.key, call.model.identifier).inc(usage.output_tokens)
     if final.result():
         log.info(
             "completion_service_performed",
             extra={"request_id": record.request_id, "feature": feature.key, "model": call.model.identifier,
-                   "provider": call.model.provider, "duration_s": round(time.perf_counter() - call.started, 4),
+                   "selected_model": choice.model.identifier, "selected_by": choice.source,
+                   "stale_choices": list(choice.stale), "provider": call.model.provider, "duration_s": round(time.perf_counter() - call.started, 4),
                    "first_chunk_s": call.first_chunk_s, "input_tokens": usage.input_tokens,
                    "output_tokens": usage.output_tokens, "tokens_estimated": usage.estimated},
         )
@@ -153,7 +165,8 @@ async def _stream(
     chunk_routes = _routes(record, feature, with_subscription=True) if record.client_subscription_id else []
     context = {"request_id": record.request_id, "feature": feature.key, "model": model.identifier,
                "provider": model.provider, "prompt": prompt.location, "try": attempt + 1}
-    log.info("performing_request", extra=context)
+    log.info("performing_request", extra={**context, **expanded(
+        user_input=completion.user_text, prompt=completion.messages)})  # dataclasses: JSON objects
     loop = asyncio.get_running_loop()
     try:
         with deps.circuits.for_model(model.identifier, model.provider).guard():
@@ -166,6 +179,7 @@ async def _stream(
                         call.parts.append(event)
                         if call.first_chunk_s is None:
                             call.first_chunk_s = round(time.perf_counter() - call.started, 4)
+                            FIRST_CHUNK_SECONDS.labels(feature.key).observe(call.first_chunk_s)
                         if chunk_routes:
                             chunk = AiMessage(record.request_id, "assistant", content=event, chunk_id=len(call.parts),
                                               thread_id=record.thread_id)
@@ -174,12 +188,16 @@ async def _stream(
             except TimeoutError as exc:
                 raise ProviderTimeout(model.provider, f"no chunk within {completion.timeout_s} s") from exc
     except ProviderError as exc:
+        record_provider_request(model.provider, model.identifier, type(exc).__name__, time.perf_counter() - call.started)
         log.warning("error_response_received", extra={**context, "error": type(exc).__name__, "status": exc.status,
                                                         "detail": exc.detail, "chunks": len(call.parts)})
         raise
     call.usage = call.usage or estimated_usage(completion, "".join(call.parts))
-    log.info("response_received", extra={**context, "duration_s": round(time.perf_counter() - call.started, 4),
-                                          "first_chunk_s": call.first_chunk_s, "chunks": len(call.parts)})
+    duration_s = time.perf_counter() - call.started
+    record_provider_request(model.provider, model.identifier, "success", duration_s)
+    log.info("response_received", extra={**context, "duration_s": round(duration_s, 4),
+                                          "first_chunk_s": call.first_chunk_s, "chunks": len(call.parts),
+                                          **expanded(response="".join(call.parts))})
 
 
 async def publish_failure(deps: Deps, record: ActionRecord, text: str) -> None:
@@ -200,6 +218,6 @@ async def _publish_final(deps: Deps, record: ActionRecord, feature: Feature, mes
     return True
 
 
-async def _still_allowed(deps: Deps, record: ActionRecord) -> bool:
+async def _still_allowed(deps: Deps, record: ActionRecord) -> Verdict:
     """The worker's re-check (`worker.authorization`): flags, the user, read access and entitlement."""
     return await still_allowed(deps.sessions, deps.flags, deps.entitlements, deps.settings.mode, record)

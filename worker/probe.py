@@ -17,7 +17,7 @@ from catalogue import CHECK_PROMPT, FEATURES, Catalogue, ModelDefinition, get_ca
 from core.errors import ProviderError, ProviderTimeout
 from core.settings import Settings
 from worker.llm import Completion, Message, Providers, Usage, build_providers
-from worker.selection import candidates
+from worker.selection import candidates, resolve_model
 
 __all__ = ["ProbeResult", "probe_models"]
 
@@ -44,7 +44,8 @@ async def _configured_models(settings: Settings, catalogue: Catalogue) -> dict[s
     """Model identifier → (model, feature settings using it, whether only as a fallback)."""
     found: dict[str, tuple[ModelDefinition, list[str], bool]] = {}
     for feature in FEATURES.values():
-        for index, model in enumerate(await candidates(settings, catalogue, feature)):
+        choice = await resolve_model(settings, catalogue, feature)
+        for index, model in enumerate(candidates(settings, catalogue, feature, choice)):
             _, users, fallback_only = found.get(model.identifier, (model, [], True))
             if feature.feature_setting not in users:
                 users.append(feature.feature_setting)

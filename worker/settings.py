@@ -6,6 +6,14 @@
   the job of a worker killed with SIGKILL would wait that long. Here the key lives `job_lease_s` and a
   heartbeat renews it every `job_lease_s / 3` while the job runs; when a worker dies, its jobs are free
   again after at most `job_lease_s` and the next poll of any worker restarts them.
+- **Graceful stop.** On SIGTERM (or SIGINT) the worker takes no new job and lets its running jobs finish
+  for up to `shutdown_grace_s`; the rest are cancelled and handed back: arq releases their in-progress key
+  and leaves them queued, and a wake-up makes another worker restart them at once. Their final message is
+  guarded in Redis (`subscriptions.streams.Publisher`), so a job that got its final out is not answered twice.
+- **Redis outages.** A lost connection during a poll is logged and retried with backoff; the worker keeps
+  running and resumes by itself when Redis is back.
+- **Monitoring** (`worker.monitor`): Prometheus `/metrics` on its own port, queue sampling, the per-minute
+  counters of `/admin`, a heartbeat in `keys.WORKERS`, and arq's health-check key (`switchboard worker --check`).
 """
 
 from __future__ import annotations
@@ -16,12 +24,16 @@ from typing import Any
 
 from arq import Worker, func
 from arq.constants import in_progress_key_prefix
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import keys
+from core.metrics import JOBS_HANDED_BACK, JOBS_IN_FLIGHT
 from core.redis import connect, redis_url
 from core.settings import Settings
 from worker.deps import build_deps
 from worker.jobs import MAX_TRIES, run_action
+from worker.monitor import HEALTH_CHECK_INTERVAL_S, Monitor
 
 __all__ = ["SwitchboardWorker", "build_worker"]
 
@@ -29,28 +41,46 @@ log = logging.getLogger(__name__)
 
 
 class SwitchboardWorker(Worker):
-    def __init__(self, *args: Any, job_lease_s: float, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, job_lease_s: float, metrics_port: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.job_lease_s = job_lease_s
         self.in_progress_timeout_s = job_lease_s  # arq's in-progress key becomes a renewed lease
+        self.monitor = Monitor(self, metrics_port)
+        self._redis_backoff_s = 0.1
+        JOBS_IN_FLIGHT.set_function(self.running_jobs)
+
+    def running_jobs(self) -> int:
+        return sum(not task.done() for task in self.tasks.values())
 
     async def main(self) -> None:
-        heartbeat = asyncio.create_task(self._renew_leases(), name="switchboard-lease-heartbeat")
+        timers = [
+            asyncio.create_task(self._renew_leases(), name="switchboard-lease-heartbeat"),
+            asyncio.create_task(self.monitor.run(), name="switchboard-monitor"),
+        ]
         try:
             await super().main()
         finally:
-            heartbeat.cancel()
-            try:
-                await heartbeat
-            except asyncio.CancelledError:
-                pass
+            for timer in timers:
+                timer.cancel()
+            await asyncio.gather(*timers, return_exceptions=True)
 
     async def _poll_iteration(self) -> None:
+        try:
+            await self._poll_and_wait()
+            self._redis_backoff_s = 0.1
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("worker lost Redis (%s); retrying in %.1f s", exc, self._redis_backoff_s)
+            await asyncio.sleep(self._redis_backoff_s)
+            self._redis_backoff_s = min(self._redis_backoff_s * 2, 5.0)
+
+    async def _poll_and_wait(self) -> None:
         """arq's poll, repeated each time an enqueue wakes us, until `poll_delay` has passed."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.poll_delay_s
         while True:
             await super()._poll_iteration()
+            if not self.allow_pick_jobs:  # stopping: leave the wake-ups to the other workers
+                return
             remaining = deadline - loop.time()
             if self.burst or self.job_counter >= self.max_jobs or remaining <= 0.001:
                 return
@@ -61,6 +91,34 @@ class SwitchboardWorker(Worker):
         """arq re-reads every queued id on each poll, running ones included; skip those it runs already
         (each would cost a WATCH/EXISTS/ZSCORE round trip to find out)."""
         await super().start_jobs([job_id for job_id in job_ids if job_id.decode() not in self.tasks])
+
+    async def _wait_for_tasks_to_complete(self, signum: Any) -> None:
+        """After SIGTERM: give running jobs `shutdown_grace_s`, then hand the rest back (replaces arq's)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._job_completion_wait
+        log.info("stopping: no new jobs; %d running get up to %.1f s", self.running_jobs(), self._job_completion_wait)
+        while self.running_jobs() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        self._hand_back()
+        self.main_task and self.main_task.cancel()
+        self.on_stop and self.on_stop(signum)
+
+    def handle_sig(self, signum: Any) -> None:
+        """Immediate stop (no grace): every running job is handed back."""
+        self.allow_pick_jobs = False
+        self._hand_back()
+        self.main_task and self.main_task.cancel()
+        self.on_stop and self.on_stop(signum)
+
+    def _hand_back(self) -> None:
+        """Cancel the running jobs: arq releases their in-progress keys and leaves them queued."""
+        running = [task for task in self.tasks.values() if not task.done()]
+        if running:
+            log.warning("handing back %d running jobs to the queue", len(running))
+            JOBS_HANDED_BACK.inc(len(running))
+            self.monitor.handed_back += len(running)
+        for task in running:
+            task.cancel()
 
     async def _renew_leases(self) -> None:
         interval = self.job_lease_s / 3
@@ -84,12 +142,17 @@ async def _startup(ctx: dict[str, Any]) -> None:
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    worker: SwitchboardWorker | None = ctx.get("worker")
+    if worker is not None:
+        await worker.monitor.stopped()
     deps = ctx.get("deps")
     if deps is not None:
         await deps.close()
 
 
 def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -> SwitchboardWorker:
+    """The worker of `switchboard worker`; `metrics_port=settings.worker_metrics_port` serves `/metrics`
+    (the command line passes it; in-process workers of tests serve none)."""
     url = redis_url(settings.redis_url, settings.data_dir)
     options: dict[str, Any] = dict(
         functions=[func(run_action, name=keys.JOB_NAME, timeout=settings.job_timeout_s, max_tries=MAX_TRIES + 1)],
@@ -103,6 +166,10 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
         on_shutdown=_shutdown,
         ctx={"settings": settings},
         job_lease_s=settings.job_lease_s,
+        job_completion_wait=settings.shutdown_grace_s,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
     )
     options.update(overrides)
-    return SwitchboardWorker(**options)
+    worker = SwitchboardWorker(**options)
+    worker.ctx["worker"] = worker
+    return worker

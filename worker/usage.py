@@ -16,11 +16,14 @@ def estimated_usage(completion: Completion, answer: str) -> Usage:
     return Usage(prompt, estimate_tokens(answer), estimated=True)
 
 
-async def record_usage(redis: Redis, request_id: str, model: str, usage: Usage) -> None:
+async def record_usage(redis: Redis, request_id: str, model: str, usage: Usage, *, selected: str | None = None) -> None:
+    """`model` answered; `selected` is what model selection picked (they differ in mock mode and after a
+    fallback)."""
     key = keys.usage(request_id)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(key, mapping={
             "model": model,
+            "selected_model": selected or model,
             "input_tokens": usage.input_tokens,
             "output_tokens": usage.output_tokens,
             "estimated": int(usage.estimated),

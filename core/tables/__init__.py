@@ -4,7 +4,8 @@
 - `namespaces`: users, personal access tokens, groups (a tree, with their Duo settings), projects, members;
 - `resources`: issues, merge requests (with diff text), epics, vulnerabilities, notes;
 - `duo`: the instance settings, Duo add-on purchases and their seat assignments;
-- `flags`: feature flags and their gates (Flipper's layout).
+- `flags`: feature flags and their gates (Flipper's layout);
+- `model_selection`: instance and namespace model choices, self-hosted models, their audit log.
 
 Schema changes go through Alembic (`core/migrations/versions/`); `tests/core/test_db.py` checks that the
 migrations and these models agree. Constraint names follow `Base.metadata.naming_convention`.
@@ -17,6 +18,13 @@ which async code must not trigger implicitly: eager-load with `joinedload`/`sele
 from core.tables.base import ADD_ON_NAMES, AccessLevel, Base, Severity, UTCDateTime, Visibility, utcnow
 from core.tables.duo import AddOnAssignment, AddOnPurchase, InstanceSettings
 from core.tables.flags import FeatureFlag, FeatureGate
+from core.tables.model_selection import (
+    PROVIDER_KINDS,
+    FeatureSettingChoice,
+    ModelSelectionAuditEvent,
+    NamespaceFeatureSetting,
+    SelfHostedModel,
+)
 from core.tables.namespaces import Group, Member, PersonalAccessToken, Project, User
 from core.tables.resources import Epic, Issue, MergeRequest, Note, Vulnerability
 
@@ -29,14 +37,19 @@ __all__ = [
     "Epic",
     "FeatureFlag",
     "FeatureGate",
+    "FeatureSettingChoice",
     "Group",
     "InstanceSettings",
     "Issue",
     "Member",
     "MergeRequest",
+    "ModelSelectionAuditEvent",
+    "NamespaceFeatureSetting",
     "Note",
     "PersonalAccessToken",
+    "PROVIDER_KINDS",
     "Project",
+    "SelfHostedModel",
     "Severity",
     "User",
     "UTCDateTime",

@@ -36,7 +36,7 @@ async def test_set_percentage_actors_list_and_delete(client: tuple, seeded: dict
         "name": "ai_model_switching",
         "state": "conditional",
         "gates": [{"key": "boolean", "value": False}, {"key": "percentage_of_actors", "value": 25}],
-        "definition": {"name": "ai_model_switching", "type": "beta", "default_enabled": True, "pushed": False,
+        "definition": {"name": "ai_model_switching", "type": "beta", "default_enabled": True, "pushed": True,
                        "description": response.json()["definition"]["description"]},
     }
     response = await http.post("/api/v4/features/expanded_ai_logging", json={"value": True, "user": "alice,bob"},

@@ -263,7 +263,7 @@ async def test_token_usage_is_recorded_from_the_provider(provider_settings: Sett
     record = record_for("chat", seeded)
     await run_inline({"deps": deps}, provider_settings, deps.redis, record.model_dump_json())
     assert await read_usage(deps.redis, record.request_id) == {
-        "model": DEFAULT_MODEL, "input_tokens": "1234", "output_tokens": "56", "estimated": "0"
+        "model": DEFAULT_MODEL, "selected_model": DEFAULT_MODEL, "input_tokens": "1234", "output_tokens": "56", "estimated": "0"
     }
     assert 0 < await deps.redis.ttl(f"switchboard:usage:{record.request_id}") <= 24 * 3600
 

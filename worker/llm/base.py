@@ -35,7 +35,7 @@ class Completion:
 
     `user_text` is the user's own text for the action (the mock model plays its `<response>` tags), and
     `turn` which call of the request this is (0 = first try). `endpoint` is the base URL of a model that
-    has its own (self-hosted models).
+    has its own (self-hosted models), `api_key` its own token.
     """
 
     messages: tuple[Message, ...]
@@ -49,6 +49,8 @@ class Completion:
     user_text: str = ""
     turn: int = 0
     endpoint: str | None = None
+    api_key: str | None = None  # a registered self-hosted model's own token
+    served_name: bool = False  # `model` is the server's own name for it (registered self-hosted models)
 
     @property
     def system(self) -> str:

@@ -52,7 +52,8 @@ class OpenAICompatibleModel:
         if not base_url:
             raise ProviderRejected(self.name, None, "no base URL: set SWITCHBOARD_OPENAI_COMPATIBLE_BASE_URL")
         timeout = httpx.Timeout(completion.timeout_s, connect=min(_CONNECT_TIMEOUT_S, completion.timeout_s))
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        api_key = completion.api_key or self._api_key
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         usage: Usage | None = None
         done = False
         try:
@@ -89,7 +90,7 @@ class OpenAICompatibleModel:
 
     def _body(self, completion: Completion) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "model": self._model or completion.model,
+            "model": completion.model if completion.served_name else self._model or completion.model,
             "messages": [{"role": m.role, "content": m.content} for m in completion.messages],
             "stream": True,
             "stream_options": {"include_usage": True},

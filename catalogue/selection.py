@@ -1,0 +1,177 @@
+"""Model selection rules (SPEC §9) over one snapshot of the settings: what each level may choose from, which
+choices went stale, and which model answers.
+
+- The instance offers, per feature setting, the catalogue's selectable (and beta) models, or what its admin
+  made available (catalogue models and registered self-hosted models) with a default among them; provider
+  `disabled` offers nothing.
+- A top-level group chooses among what the instance offers; a subgroup among what its parent offers: a
+  group that chose a model offers only that model below it, a group that left it blank passes on what it
+  was offered. A choice no longer offered at its level (a parent narrowed the set later) is *stale*: it
+  is ignored, and reported.
+- Resolution, first that applies: the nearest non-stale choice on the namespace chain → the instance
+  default → a migration whose flag is enabled for the actor → the catalogue default.
+
+References are catalogue identifiers or `self_hosted_<id>` for registered self-hosted models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from catalogue.models import FeatureSetting, ModelDefinition, ModelParams, OpenAICompatibleModel
+from catalogue.validation import Catalogue
+
+__all__ = [
+    "InstanceChoice",
+    "Level",
+    "RegisteredModel",
+    "Resolved",
+    "SELF_HOSTED_PREFIX",
+    "Selection",
+    "levels",
+    "instance_offer",
+    "model_definition",
+    "model_name",
+    "resolve",
+]
+
+SELF_HOSTED_PREFIX = "self_hosted_"
+_EMPTY: Mapping = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceChoice:
+    provider: str  # disabled | vendored | self_hosted
+    default: str | None
+    available: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredModel:
+    """A self-hosted model as registered (its token still encrypted)."""
+
+    id: int
+    name: str
+    model: str  # the models.yml family entry (llama3, mistral, gpt)
+    endpoint: str
+    identifier: str  # the name the server serves it under
+    encrypted_api_token: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{SELF_HOSTED_PREFIX}{self.id}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Every model selection setting at one moment."""
+
+    instance: Mapping[str, InstanceChoice] = field(default_factory=dict)  # by feature setting
+    namespaces: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (group path, feature setting) → ref
+    self_hosted: Mapping[str, RegisteredModel] = field(default_factory=dict)  # by ref
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One group of a namespace chain for one feature setting."""
+
+    path: str
+    offered: tuple[str, ...]  # what this group may choose from
+    choice: str | None  # what it chose (None: inherits)
+    stale: bool  # it chose something no longer offered to it
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    ref: str | None  # None: the feature is disabled by the instance admin
+    source: str  # "namespace <path>" | "instance" | "migration <flag>" | "catalogue" | "disabled"
+    stale: tuple[str, ...] = field(default=())  # groups whose choice was ignored as stale
+
+
+def _known(catalogue: Catalogue, selection: Selection, ref: str) -> bool:
+    return ref in selection.self_hosted or (ref in catalogue.models and not ref.startswith(SELF_HOSTED_PREFIX))
+
+
+def model_name(catalogue: Catalogue, selection: Selection, ref: str) -> str | None:
+    """The name shown for `ref`; None when it is neither in the catalogue nor registered."""
+    if (registered := selection.self_hosted.get(ref)) is not None:
+        return f"{registered.name} - Self-hosted"
+    model = catalogue.models.get(ref)
+    return model.name if model is not None else None
+
+
+def _catalogue_offer(setting: FeatureSetting) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*setting.selectable_models, *setting.beta_models])) or (setting.default_model,)
+
+
+def instance_offer(catalogue: Catalogue, selection: Selection, feature_setting: str) -> tuple[str, ...]:
+    """What the instance makes available for `feature_setting` (deleted self-hosted models drop out)."""
+    choice = selection.instance.get(feature_setting)
+    if choice is None:
+        return _catalogue_offer(catalogue.feature_settings[feature_setting])
+    if choice.provider == "disabled":
+        return ()
+    return tuple(ref for ref in choice.available if _known(catalogue, selection, ref))
+
+
+def levels(catalogue: Catalogue, selection: Selection, feature_setting: str, paths: Sequence[str]) -> list[Level]:
+    """The chain `paths` (top-level first) for `feature_setting`: per group, what it is offered and chose."""
+    offered = instance_offer(catalogue, selection, feature_setting)
+    found = []
+    for path in paths:
+        choice = selection.namespaces.get((path, feature_setting))
+        stale = choice is not None and choice not in offered
+        found.append(Level(path, offered, choice, stale))
+        if choice is not None and not stale:
+            offered = (choice,)
+    return found
+
+
+def resolve(
+    catalogue: Catalogue,
+    selection: Selection,
+    feature_setting: str,
+    paths: Sequence[str] = (),
+    flags: Mapping[str, bool] = _EMPTY,
+) -> Resolved:
+    """The model reference that answers `feature_setting` for a resource under `paths`, for an actor whose
+    flags are `flags` (the pushed flags of the job)."""
+    chain = levels(catalogue, selection, feature_setting, paths)
+    stale = tuple(level.path for level in chain if level.stale)
+    for level in reversed(chain):
+        if level.choice is not None and not level.stale:
+            return Resolved(level.choice, f"namespace {level.path}", stale)
+    choice = selection.instance.get(feature_setting)
+    if choice is not None:
+        if choice.provider == "disabled":
+            return Resolved(None, "disabled", stale)
+        if choice.default is not None and _known(catalogue, selection, choice.default):
+            return Resolved(choice.default, "instance", stale)
+    setting = catalogue.feature_settings[feature_setting]
+    for migration in setting.migrations:
+        if flags.get(migration.flag, False):
+            return Resolved(migration.model, f"migration {migration.flag}", stale)
+    return Resolved(setting.default_model, "catalogue", stale)
+
+
+def model_definition(catalogue: Catalogue, selection: Selection, ref: str, api_token: str | None = None) -> ModelDefinition:
+    """The callable model for `ref`: the catalogue's, or a registered self-hosted model as an
+    OpenAI-compatible model of its family (its endpoint, served name and decrypted `api_token`)."""
+    registered = selection.self_hosted.get(ref)
+    if registered is None:
+        return catalogue.model(ref)
+    family = catalogue.models.get(registered.model)
+    return OpenAICompatibleModel(
+        provider="openai_compatible",
+        identifier=ref,
+        name=f"{registered.name} - Self-hosted",
+        provider_model=registered.identifier,
+        family=family.family if family is not None else (registered.model,),
+        max_context_tokens=family.max_context_tokens if family is not None else 8_192,
+        params=family.params if family is not None else ModelParams(),
+        base_url=registered.endpoint,
+        api_key=api_token,
+        served_name=True,
+    )

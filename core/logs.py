@@ -1,0 +1,69 @@
+"""Structured logs (SPEC §10): one JSON object a line on stderr, and the privacy rule of the LLM log.
+
+A log call's `extra` fields become top-level keys next to `time`, `level`, `logger` and `message`. The LLM
+log's events (`ai_action_mutation`, `worker_enqueued`, `performing_request`, `response_received`, …) carry
+request id, feature, model, timings and token counts. User input, prompts and model output are added only
+through `expanded(...)`, which returns them only when the `expanded_ai_logging` flag is on for the user
+the action belongs to (GitLab's `log_conditional_info`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import orjson
+
+from core.flags import is_feature_enabled
+
+__all__ = ["JsonFormatter", "configure", "expanded", "EXPANDED_FLAG"]
+
+EXPANDED_FLAG = "expanded_ai_logging"
+
+# Attributes every LogRecord has; anything else on a record came from `extra`.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+def _default(value: object) -> str:
+    return str(value)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in record.__dict__.items():
+            if name not in _STANDARD and name not in entry:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def configure(*, json: bool, level: int = logging.INFO) -> None:
+    """Root logging for a process: JSON lines (or plain text) on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def expanded(enabled: bool | None = None, **fields: object) -> dict[str, object]:
+    """`fields` (user input, prompts, model output) when expanded AI logging is on, else nothing.
+
+    `enabled` is the flag's value for the action's user when the caller knows it (the web process, from
+    the flags it resolved); in a worker job it is read from the job's pushed flags."""
+    if enabled is None:
+        enabled = is_feature_enabled(EXPANDED_FLAG)
+    return fields if enabled else {}

@@ -1,0 +1,168 @@
+"""Prometheus metrics of the web and worker processes (SPEC §10), and the per-minute counters that the
+`/admin` status page charts.
+
+Every series is a plain counter, gauge or histogram with a small, closed set of label values (feature
+keys, model identifiers, provider names, outcome names); nothing is labelled per request or per user.
+Recording costs a dictionary look-up and an addition: no Redis round trip. The per-minute counters are
+accumulated in memory and written to Redis by the worker's timer (`MinuteStats.flush`), and the queue is
+sampled on a timer too (`sample_queue`), never per request.
+
+The completion SLI keeps GitLab's names (`gitlab_sli_llm_completion_*`): the error ratio is
+`error_total / total`, the apdex `apdex_success_total / apdex_total`, with a completion satisfactory when it
+answered within `APDEX_THRESHOLD_S`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter as Tally
+
+from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
+from redis.asyncio import Redis
+
+from core import keys
+
+__all__ = [
+    "APDEX_THRESHOLD_S",
+    "COMPLETIONS",
+    "COMPLETION_ERRORS",
+    "APDEX",
+    "APDEX_SUCCESS",
+    "COMPLETION_SECONDS",
+    "FIRST_CHUNK_SECONDS",
+    "PROVIDER_REQUESTS",
+    "PROVIDER_SECONDS",
+    "INPUT_TOKENS",
+    "OUTPUT_TOKENS",
+    "ACTIONS_ENQUEUED",
+    "QUEUE_DEPTH",
+    "QUEUE_OLDEST_AGE",
+    "JOBS_IN_FLIGHT",
+    "JOBS_HANDED_BACK",
+    "SUBSCRIPTIONS",
+    "WEBSOCKETS",
+    "HUB_LAG",
+    "MinuteStats",
+    "STATS",
+    "record_completion",
+    "record_provider_request",
+    "sample_queue",
+]
+
+log = logging.getLogger(__name__)
+
+disable_created_metrics()  # no `_created` series: half the output, nothing dashboards use
+
+APDEX_THRESHOLD_S = 30.0
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+
+# The completion SLI, per feature (GitLab's `Gitlab::Metrics::Sli` names).
+COMPLETIONS = Counter("gitlab_sli_llm_completion", "AI actions that ended (answer or error)", ["feature"])
+COMPLETION_ERRORS = Counter("gitlab_sli_llm_completion_error", "AI actions that ended in an error", ["feature"])
+APDEX = Counter("gitlab_sli_llm_completion_apdex", "Answered AI actions measured for apdex", ["feature"])
+APDEX_SUCCESS = Counter(
+    "gitlab_sli_llm_completion_apdex_success", f"Answered AI actions that took at most {APDEX_THRESHOLD_S:.0f} s",
+    ["feature"],
+)
+COMPLETION_SECONDS = Histogram(
+    "switchboard_llm_completion_duration_seconds", "From enqueue to the final message, per feature", ["feature"],
+    buckets=_LATENCY_BUCKETS,
+)
+FIRST_CHUNK_SECONDS = Histogram(
+    "switchboard_llm_first_chunk_seconds", "From the model call to its first chunk, per feature", ["feature"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0),
+)
+PROVIDER_REQUESTS = Counter(
+    "switchboard_provider_requests", "Model calls by provider, model and outcome (`success` or the error's kind)",
+    ["provider", "model", "outcome"],
+)
+PROVIDER_SECONDS = Histogram(
+    "switchboard_provider_request_duration_seconds", "Duration of model calls", ["provider", "model"],
+    buckets=_LATENCY_BUCKETS,
+)
+INPUT_TOKENS = Counter("switchboard_llm_input_tokens", "Input tokens per feature and model", ["feature", "model"])
+OUTPUT_TOKENS = Counter("switchboard_llm_output_tokens", "Output tokens per feature and model", ["feature", "model"])
+
+# Web process.
+ACTIONS_ENQUEUED = Counter("switchboard_ai_actions_enqueued", "aiAction mutations accepted and enqueued", ["feature"])
+SUBSCRIPTIONS = Gauge("switchboard_subscriptions_active", "GraphQL subscriptions this web process serves")
+WEBSOCKETS = Gauge("switchboard_websocket_connections", "Open websocket connections of this web process")
+HUB_LAG = Gauge("switchboard_hub_lag_seconds", "Age of the newest message the hub dispatched, when it did")
+
+# Queue (sampled on a timer by every process) and the worker's own jobs.
+QUEUE_DEPTH = Gauge("switchboard_queue_depth", "Jobs in the queue (waiting, deferred or running)")
+QUEUE_OLDEST_AGE = Gauge("switchboard_queue_oldest_job_age_seconds", "Age of the oldest job due in the queue")
+JOBS_IN_FLIGHT = Gauge("switchboard_jobs_in_flight", "Jobs this worker runs now")
+JOBS_HANDED_BACK = Counter("switchboard_jobs_handed_back", "Jobs a stopping worker handed back to the queue")
+
+
+class MinuteStats:
+    """Counts per wall-clock minute, added in memory and flushed to Redis (`keys.stats`) by a timer."""
+
+    def __init__(self) -> None:
+        self._pending: dict[int, Tally[str]] = {}
+
+    def add(self, field: str, amount: int = 1) -> None:
+        minute = int(time.time() // 60)
+        tally = self._pending.get(minute)
+        if tally is None:
+            tally = self._pending[minute] = Tally()
+        tally[field] += amount
+
+    async def flush(self, redis: Redis) -> None:
+        """Write what was counted since the last flush (kept in memory if Redis fails)."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        try:
+            async with redis.pipeline(transaction=False) as pipe:
+                for minute, tally in pending.items():
+                    key = keys.stats(minute)
+                    for field, amount in tally.items():
+                        pipe.hincrby(key, field, amount)
+                    pipe.expire(key, keys.STATS_TTL_S)
+                await pipe.execute()
+        except Exception:
+            for minute, tally in pending.items():  # try again at the next flush
+                self._pending.setdefault(minute, Tally()).update(tally)
+            raise
+
+
+STATS = MinuteStats()
+
+
+def record_completion(feature: str, *, ok: bool, seconds: float) -> None:
+    """One AI action ended: its answer (`ok`) or its user-facing error was published."""
+    COMPLETIONS.labels(feature).inc()
+    STATS.add("done")
+    if not ok:
+        COMPLETION_ERRORS.labels(feature).inc()
+        STATS.add("failed")
+        return
+    COMPLETION_SECONDS.labels(feature).observe(seconds)
+    APDEX.labels(feature).inc()
+    STATS.add(f"apdex:{feature}")
+    if seconds <= APDEX_THRESHOLD_S:
+        APDEX_SUCCESS.labels(feature).inc()
+        STATS.add(f"apdex_ok:{feature}")
+
+
+def record_provider_request(provider: str, model: str, outcome: str, seconds: float) -> None:
+    PROVIDER_REQUESTS.labels(provider, model, outcome).inc()
+    PROVIDER_SECONDS.labels(provider, model).observe(seconds)
+    if outcome == "success":
+        STATS.add(f"model:{provider}/{model}")
+
+
+async def sample_queue(redis: Redis) -> tuple[int, float]:
+    """Set the queue gauges from one round trip: (depth, age of the oldest due job in seconds)."""
+    now_ms = time.time() * 1000
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zcard(keys.QUEUE)
+        pipe.zrangebyscore(keys.QUEUE, "-inf", now_ms, start=0, num=1, withscores=True)
+        depth, oldest = await pipe.execute()
+    age = max(0.0, (now_ms - oldest[0][1]) / 1000) if oldest else 0.0
+    QUEUE_DEPTH.set(depth)
+    QUEUE_OLDEST_AGE.set(age)
+    return int(depth), age
