@@ -117,6 +117,23 @@ def _wait_ready(url: str, processes: list[subprocess.Popen[bytes]], logs: Path) 
     raise RuntimeError(f"the Switchboard stack did not become ready\n{tails}")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_stack: run this end-to-end test on the SQLite stack only")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest groups tests by stack, so these join the SQLite group
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `sqlite_stack` (independent of the database backend) skip the PostgreSQL stack; they
+    share the SQLite stack with every other test."""
+    keep, drop = [], []
+    for item in items:
+        backend = getattr(item, "callspec", None) and item.callspec.params.get("stack")
+        (drop if backend == "postgresql" and item.get_closest_marker("sqlite_stack") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 @pytest.fixture(scope="session", params=_BACKENDS)
 def stack(request: pytest.FixtureRequest, redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     data = tmp_path_factory.mktemp(f"stack-{request.param}")

@@ -17,7 +17,7 @@ from tests._client import GraphQLSocket, post
 from tests._stack import Stack
 
 # Operations do not depend on the database backend: the SQLite stack only, to keep the suite fast.
-pytestmark = [pytest.mark.timeout(60), pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.timeout(60), pytest.mark.sqlite_stack]
 
 ACTION = "mutation($input: AiActionInput!) { aiAction(input: $input) { requestId errors } }"
 

@@ -21,7 +21,7 @@ from tests._redis import free_port
 from tests._stack import Stack, _spawn, _stop, _wait_ready
 
 # Operations do not depend on the database backend: the SQLite stack only, to keep the suite fast.
-pytestmark = [pytest.mark.timeout(60), pytest.mark.parametrize("stack", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.timeout(60), pytest.mark.sqlite_stack]
 
 ACTION = "mutation($input: AiActionInput!) { aiAction(input: $input) { requestId errors } }"
 
