@@ -161,5 +161,7 @@ def test_the_worker_reports_through_arqs_health_check(stack: Stack) -> None:
     while (healthy := check(stack.env)).returncode != 0 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert healthy.returncode == 0 and "j_complete=" in healthy.stdout, healthy.stderr
-    nobody = check({**stack.env, "REDIS_URL": redis_db_url(stack.env["REDIS_URL"], 5)})
+    stack_db = int(stack.env["REDIS_URL"].rsplit("/", 1)[1])
+    empty_db = redis_db_url(stack.env["REDIS_URL"], (stack_db + 3) % 16 - stack_db)  # Redis has databases 0-15
+    nobody = check({**stack.env, "REDIS_URL": empty_db})
     assert nobody.returncode == 1 and "no worker recorded its health" in nobody.stderr
