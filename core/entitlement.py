@@ -31,6 +31,7 @@ from typing import Any, Literal, TypeVar
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.access import Principal, get_principal
 from core.tables import AddOnAssignment, AddOnPurchase, Group, InstanceSettings, Project, utcnow
 
 __all__ = [
@@ -238,6 +239,10 @@ class Entitlements:
         project = (container.full_path, container.duo_features_enabled) if isinstance(container, Project) else None
         root_experiments = bool(chain) and chain[0].experiment_features_enabled
         return cascade(instance, chain, project), root_experiments
+
+    async def principal(self, session: AsyncSession, user_id: int) -> Principal | None:
+        """The user as the worker's re-check sees them (None once deleted), cached like the rest."""
+        return await self._cached(("principal", user_id), lambda: get_principal(session, user_id))
 
     async def seats(self, session: AsyncSession, user_id: int) -> tuple[Seat, ...]:
         return await self._cached(("seats", user_id), lambda: load_seats(session, user_id))

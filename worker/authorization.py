@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from catalogue import get_feature
 from catalogue.add_ons import requirement
 from catalogue.flags import required_flags
-from core.access import container_of, get_principal, readable_resource
+from core.access import container_of, readable_resource
 from core.actions import ActionRecord
 from core.entitlement import Entitlements, Mode
 from core.errors import AccessDenied, InvalidInput
@@ -53,7 +53,7 @@ async def still_allowed(
     if not all(states.values()):
         return _refused(record, "flag disabled")
     async with sessions() as session:
-        principal = await get_principal(session, record.user_id)
+        principal = await entitlements.principal(session, record.user_id)
         if principal is None:
             return _refused(record, "user gone")
         container = None
