@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from core.db import create_engine, session_factory, upgrade
 
-__all__ = ["database_url", "database_urls", "session"]
+__all__ = ["database_url", "database_urls", "session", "sqlite_database_url"]
 
 _POSTGRES = os.environ.get("TEST_DATABASE_URL") or None
 _BACKENDS = ["sqlite", "postgresql"] if _POSTGRES else ["sqlite"]
@@ -52,6 +52,15 @@ async def database_url(request: pytest.FixtureRequest, database_urls: list[str],
         return f"sqlite+aiosqlite:///{copy}"
     await _on_postgres(database_urls[1], _truncate)
     return database_urls[1]
+
+
+@pytest.fixture
+def sqlite_database_url(database_urls: list[str], tmp_path: Path) -> str:
+    """A clean, migrated SQLite database, for modules whose checks do not depend on the backend (they
+    override `database_url` with it)."""
+    copy = tmp_path / "test.db"
+    _copy_sqlite(Path(make_url(database_urls[0]).database or ""), copy)
+    return f"sqlite+aiosqlite:///{copy}"
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -9,10 +10,13 @@ import pytest
 
 from api.seed import seed
 from api.services import Services, open_services
+from core.actions import ActionRecord
 from core.db import create_engine, session_factory
+from core.redis import connect, enqueue_action
 from core.settings import Settings
+from worker.settings import build_worker
 
-__all__ = ["settings", "seeded", "services"]
+__all__ = ["settings", "seeded", "services", "run_worker"]
 
 
 @pytest.fixture
@@ -41,3 +45,18 @@ async def seeded(database_url: str) -> dict:
 async def services(settings: Settings, seeded: dict) -> AsyncIterator[Services]:
     async with open_services(settings) as opened:
         yield opened
+
+
+async def run_worker(settings: Settings, *records: ActionRecord) -> None:
+    """Enqueue `records`, then run a real worker in burst mode until the queue is empty."""
+    redis = connect(settings.redis_url or "")
+    try:
+        for record in records:
+            await enqueue_action(redis, record)
+    finally:
+        await redis.aclose()
+    worker = build_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
+    try:
+        await asyncio.wait_for(worker.main(), 30)
+    finally:
+        await worker.close()

@@ -4,11 +4,8 @@ input objects) and booleans, through the real schema; what the job carries."""
 from __future__ import annotations
 
 import pickle
-import sqlite3
-from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import make_url
 
 from api.context import Context
 from api.schema import build_schema
@@ -20,17 +17,10 @@ from core.actions import ActionRecord
 
 
 @pytest.fixture
-def database_url(database_urls: list[str], tmp_path: Path) -> str:
+def database_url(sqlite_database_url: str) -> str:
     """SQLite only (overrides the backend-parametrized fixture): what these tests check does not depend on
     the database, and PostgreSQL is covered by the access and pipeline tests."""
-    copy = tmp_path / "test.db"
-    source, target = sqlite3.connect(make_url(database_urls[0]).database or ""), sqlite3.connect(copy)
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
-    return f"sqlite+aiosqlite:///{copy}"
+    return sqlite_database_url
 
 
 ACTION = "mutation($input: AiActionInput!) { aiAction(input: $input) { requestId errors } }"

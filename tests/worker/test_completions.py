@@ -4,15 +4,11 @@ circuit breaker, time-outs, the fallback model, token usage."""
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy.engine import make_url
 
 from api.seed import seed
 from catalogue import FEATURES, get_feature
@@ -20,7 +16,7 @@ from core.actions import ActionRecord
 from core.db import create_engine, session_factory
 from core.errors import MAX_RETRIES_EXCEEDED
 from core.ids import GlobalID, new_request_id
-from core.redis import connect, enqueue_action
+from core.redis import connect
 from core.settings import Settings
 from subscriptions.messages import AiMessage, route_id
 from subscriptions.streams import replay
@@ -31,23 +27,16 @@ from worker.jobs import run_inline
 from worker.llm import Circuits, build_providers
 from worker.llm.anthropic import AnthropicModel, build_anthropic_vertex
 from worker.llm.circuit import State
-from worker.settings import build_worker
 from worker.usage import read_usage
+from tests._services import run_worker
 
 
 
 @pytest.fixture
-def database_url(database_urls: list[str], tmp_path: Path) -> str:
+def database_url(sqlite_database_url: str) -> str:
     """SQLite only (overrides the backend-parametrized fixture): what these tests check does not depend on
     the database, and PostgreSQL is covered by the access and pipeline tests."""
-    copy = tmp_path / "test.db"
-    source, target = sqlite3.connect(make_url(database_urls[0]).database or ""), sqlite3.connect(copy)
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
-    return f"sqlite+aiosqlite:///{copy}"
+    return sqlite_database_url
 
 
 ALICE = "gid://gitlab/User/2"
@@ -99,20 +88,6 @@ def record_for(feature: str, seeded: dict, *, sub: str | None = "s", **inputs: o
     resource, default_inputs, _ = CASES[feature]
     return ActionRecord(request_id=new_request_id(), feature=feature, user_id=2, resource=resource_of(seeded, resource),
                         inputs={**default_inputs, **inputs}, client_subscription_id=sub)
-
-
-async def run_worker(settings: Settings, *records: ActionRecord) -> None:
-    redis = connect(settings.redis_url or "")
-    try:
-        for record in records:
-            await enqueue_action(redis, record)
-    finally:
-        await redis.aclose()
-    worker = build_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
-    try:
-        await asyncio.wait_for(worker.main(), 30)
-    finally:
-        await worker.close()
 
 
 async def messages(settings: Settings, record: ActionRecord) -> list[AiMessage]:

@@ -20,6 +20,7 @@ from subscriptions.streams import replay
 from worker.deps import build_deps
 from worker.jobs import MAX_TRIES, run_action
 from worker.settings import build_worker
+from tests._services import run_worker
 
 ALICE = "gid://gitlab/User/2"
 
@@ -27,20 +28,6 @@ ALICE = "gid://gitlab/User/2"
 def chat(text: str, *, sub: str | None = "s", user_id: int = 2, resource: str | None = None) -> ActionRecord:
     return ActionRecord(request_id=new_request_id(), feature="chat", user_id=user_id, resource=resource,
                         inputs={"content": text}, client_subscription_id=sub)
-
-
-async def run_worker(settings: Settings, *records: ActionRecord) -> None:
-    redis = connect(settings.redis_url or "")
-    try:
-        for record in records:
-            await enqueue_action(redis, record)
-    finally:
-        await redis.aclose()
-    worker = build_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
-    try:
-        await asyncio.wait_for(worker.main(), 30)
-    finally:
-        await worker.close()
 
 
 async def stream(settings: Settings, *, user: str = ALICE, sub: str | None = "s") -> list[AiMessage]:
