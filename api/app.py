@@ -1,5 +1,5 @@
-"""The ASGI application: GraphQL over HTTP and websockets at `/api/graphql`, health endpoints (`api.health`),
-Prometheus `/metrics` (`api.monitoring`)."""
+"""The ASGI application: GraphQL over HTTP and websockets at `/api/graphql`, health endpoints (`api.rest.health`),
+Prometheus `/metrics` (`api.rest.metrics`)."""
 
 from __future__ import annotations
 
@@ -11,26 +11,28 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
-from api.admin_page import admin_routes
-from api.context import SwitchboardGraphQL
-from api.definitions import definitions_routes
-from api.features_api import features_routes
-from api.health import health_routes
-from api.monitoring import WebsocketGauge, metrics_routes, watch_services
-from api.schema import build_schema
-from api.services import open_services
+from api.graphql.context import SwitchboardGraphQL
+from api.graphql.schema import build_schema
+from api.pages.admin import admin_routes
+from api.rest.definitions import definitions_routes
+from api.rest.features import features_routes
+from api.rest.health import health_routes
+from api.rest.metrics import WebsocketGauge, metrics_routes, watch_services
+from api.services import InlineRunner, open_services
 from core.settings import Settings
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, run_inline: InlineRunner | None = None) -> Starlette:
+    """The web process's app. `run_inline` runs actions in this process instead of enqueueing them
+    (`SWITCHBOARD_SYNC_EXECUTION`; the CLI passes the worker's `InlineRunner`)."""
     settings = settings or Settings()
     graphql = SwitchboardGraphQL(build_schema(), max_subscriptions_per_connection=1_000)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_services(settings) as services:
+        async with open_services(settings, run_inline) as services:
             app.state.services = services
             watcher = asyncio.create_task(watch_services(services), name="switchboard-metrics-sampler")
             try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from core.access import Principal, authenticate, hash_token
+from access.tokens import Principal, authenticate, hash_token
 from api.services import Services
 
 __all__ = [

@@ -3,27 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import asynccontextmanager, suppress
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from access.checks import Gate
+from access.entitlement import Entitlements
+from access.flags import FlagStore
+from access.principals import PrincipalCache
 from catalogue.flags import default_enabled
 from core.db import create_engine, session_factory
-from core.entitlement import Entitlements
-from core.flags import FlagStore
 from core.redis import connect, redis_url, single_client
 from core.settings import Settings
-from api.principals import PrincipalCache
 from subscriptions.hub import Hub
 from subscriptions.streams import Publisher
 
-__all__ = ["Services", "open_services"]
+__all__ = ["InlineRunner", "Services", "open_services"]
 
 _HUB_BLOCK_MS = 5_000
+
+
+class InlineRunner(Protocol):
+    """Runs one action in this process (`SWITCHBOARD_SYNC_EXECUTION`); `worker.jobs.InlineRunner`."""
+
+    async def __call__(self, redis: ArqRedis, record_json: str) -> object: ...
+
+    async def close(self) -> None: ...
 
 
 @dataclass
@@ -34,20 +43,22 @@ class Services:
     publisher: Publisher
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
-    inline_ctx: dict[str, Any] = field(default_factory=dict)  # SWITCHBOARD_SYNC_EXECUTION only
+    run_inline: InlineRunner | None = None  # SWITCHBOARD_SYNC_EXECUTION only: jobs run in this process
     # This process's caches for authorization (SPEC §5.1 checks 4 and 6): flags and entitlement, ≤ 5 s.
     flags: FlagStore = field(init=False)
     entitlements: Entitlements = field(default_factory=Entitlements)
 
     principals: PrincipalCache = field(init=False)
+    gate: Gate = field(init=False)  # the aiAction checks 4-6 over those caches
 
     def __post_init__(self) -> None:
         self.principals = PrincipalCache(self.settings.auth_cache_s)
         self.flags = FlagStore(self.sessions, default_enabled)
+        self.gate = Gate(self.flags, self.entitlements, self.settings.mode)
 
 
 @asynccontextmanager
-async def open_services(settings: Settings) -> AsyncIterator[Services]:
+async def open_services(settings: Settings, run_inline: InlineRunner | None = None) -> AsyncIterator[Services]:
     url = await asyncio.to_thread(redis_url, settings.redis_url, settings.data_dir)
     redis = connect(url, max_connections=settings.redis_max_connections)
     hub_redis = single_client(url, socket_timeout=_HUB_BLOCK_MS / 1000 + 5)
@@ -59,6 +70,7 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         publisher=Publisher.for_settings(redis, settings),
         engine=engine,
         sessions=session_factory(engine),
+        run_inline=run_inline,
     )
     hub_task = asyncio.create_task(services.hub.run(), name="switchboard-hub")
     try:
@@ -69,9 +81,8 @@ async def open_services(settings: Settings) -> AsyncIterator[Services]:
         hub_task.cancel()
         with suppress(asyncio.CancelledError):
             await hub_task
-        inline_deps = services.inline_ctx.get("deps")
-        if inline_deps is not None:
-            await inline_deps.close()
+        if run_inline is not None:
+            await run_inline.close()
         await hub_redis.aclose()
         await redis.aclose()
         await engine.dispose()

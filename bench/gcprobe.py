@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
         # full collections skip it) and collect the young generation 14× less often.
         gc.set_threshold(10_000, 10, 10)
         threading.Timer(float(os.environ["BENCH_GC_TUNE"]), gc.freeze).start()
-    from api.cli import main as cli_main
+    from cli.main import main as cli_main
 
     return cli_main(args)
 

@@ -43,7 +43,7 @@ def free_port() -> int:
 def cli_command() -> list[str]:
     """The real `switchboard` CLI of this venv, else the module."""
     script = Path(sys.executable).parent / "switchboard"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "api.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
 
 
 def raise_fd_limit() -> int:

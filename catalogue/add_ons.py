@@ -9,12 +9,23 @@ bundles the feature's `unit_primitive` (SPEC §6).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Literal
 
 from catalogue.features import Feature
-from core.entitlement import Requirement
 
-__all__ = ["ADD_ONS", "add_ons_bundling", "bundles", "requirement", "unit_primitives"]
+__all__ = ["ADD_ONS", "Requirement", "add_ons_bundling", "bundles", "requirement", "unit_primitives"]
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a feature needs, as the catalogue declares it."""
+
+    add_ons: frozenset[str]
+    maturity: Literal["ga", "beta", "experimental"] = "ga"
+    self_managed: bool = True
+
+
 
 _CODE_SUGGESTIONS = frozenset({"complete_code", "generate_code"})
 _DUO_PRO_CHAT = frozenset({
@@ -59,5 +70,5 @@ def unit_primitives(add_ons: Iterable[str]) -> frozenset[str]:
 
 
 def requirement(feature: Feature) -> Requirement:
-    """What `core.entitlement` needs to know of a feature."""
+    """What `access.entitlement` needs to know of a feature."""
     return Requirement(frozenset(add_ons_bundling(feature.unit_primitive)), feature.maturity, feature.self_managed)

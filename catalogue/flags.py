@@ -2,7 +2,7 @@
 
 A definition gives a flag its type, its default (used while the flag was never set) and whether it is
 *pushed*: resolved for the actor when an action is enqueued and carried in the job, so that the worker reads
-it with `core.flags.is_feature_enabled` (GitLab's `x-gitlab-enabled-feature-flags`). Flags that change
+it with `access.flags.is_feature_enabled` (GitLab's `x-gitlab-enabled-feature-flags`). Flags that change
 prompts or models are pushed.
 
 Which flags an AI feature needs (`required_flags`): its own switch when it declares an `ops` one (chat:

@@ -20,7 +20,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from catalogue.models import FeatureSetting, ModelDefinition, ModelParams, OpenAICompatibleModel
+from catalogue.models import (
+    FeatureSetting,
+    ModelDefinition,
+    ModelParams,
+    OpenAICompatibleModel,
+)
 from catalogue.validation import Catalogue
 
 __all__ = [

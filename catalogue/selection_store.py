@@ -14,7 +14,12 @@ from sqlalchemy import Integer, Text, cast, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalogue.selection import InstanceChoice, RegisteredModel, Selection
-from core.tables import FeatureSettingChoice, Group, NamespaceFeatureSetting, SelfHostedModel
+from core.tables import (
+    FeatureSettingChoice,
+    Group,
+    NamespaceFeatureSetting,
+    SelfHostedModel,
+)
 
 __all__ = ["CACHE_TTL_S", "SelectionStore", "load_selection"]
 

@@ -19,7 +19,12 @@ from pathlib import Path
 
 from catalogue.features import Feature
 from catalogue.flags import FLAGS
-from catalogue.models import FeatureSetting, ModelDefinition, load_feature_settings, load_models
+from catalogue.models import (
+    FeatureSetting,
+    ModelDefinition,
+    load_feature_settings,
+    load_models,
+)
 from catalogue.prompts import CHECK_PROMPT, CONTEXT_VARIABLES, PromptRegistry
 
 __all__ = ["CATALOGUE_DIR", "Catalogue", "check_catalogue", "load_catalogue"]

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
 
-from core.flags import is_feature_enabled
-
-__all__ = ["JsonFormatter", "configure", "expanded", "EXPANDED_FLAG"]
+__all__ = ["JsonFormatter", "configure", "expanded", "expanded_logging", "EXPANDED_FLAG"]
 
 EXPANDED_FLAG = "expanded_ai_logging"
 
@@ -63,7 +64,21 @@ def expanded(enabled: bool | None = None, **fields: object) -> dict[str, object]
     """`fields` (user input, prompts, model output) when expanded AI logging is on, else nothing.
 
     `enabled` is the flag's value for the action's user when the caller knows it (the web process, from
-    the flags it resolved); in a worker job it is read from the job's pushed flags."""
+    the flags it resolved); in a worker job it is the value `expanded_logging` set for the job."""
     if enabled is None:
-        enabled = is_feature_enabled(EXPANDED_FLAG)
+        enabled = _EXPANDED.get()
     return fields if enabled else {}
+
+
+# Whether the job being run logs expanded fields: the `expanded_ai_logging` flag pushed with it.
+_EXPANDED: ContextVar[bool] = ContextVar("switchboard_expanded_logging", default=False)
+
+
+@contextmanager
+def expanded_logging(enabled: bool) -> Iterator[None]:
+    """Make `expanded()` log its fields (or not) for the duration of the block (one job)."""
+    token = _EXPANDED.set(enabled)
+    try:
+        yield
+    finally:
+        _EXPANDED.reset(token)

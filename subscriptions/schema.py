@@ -11,7 +11,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.scalars import JSON
 
-from core.access import Principal, readable_resource
+from access.reading import readable_resource
+from access.tokens import Principal
 from core.errors import RESOURCE_NOT_AVAILABLE, AccessDenied
 from core.ids import AI_MODEL_TYPES, GlobalID
 from subscriptions.hub import Hub

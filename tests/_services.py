@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from api.seed import seed
+from access.admin.seed import seed
 from api.services import Services, open_services
 from core.actions import ActionRecord
 from core.db import create_engine, session_factory
 from core.redis import connect, enqueue_action
 from core.settings import Settings
-from worker.settings import build_worker
+from worker.process import build_worker
 
 __all__ = ["settings", "seeded", "services", "run_worker"]
 

@@ -61,7 +61,7 @@ class Stack:
 
 def _cli(args: list[str], env: dict[str, str]) -> str:
     result = subprocess.run(
-        [sys.executable, "-m", "api.cli", *args], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "cli.main", *args], env=env, capture_output=True, text=True, timeout=120
     )
     if result.returncode != 0:
         raise RuntimeError(f"switchboard {' '.join(args)} failed: {result.stderr[-2000:]}")
@@ -70,7 +70,7 @@ def _cli(args: list[str], env: dict[str, str]) -> str:
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "api.cli", *args], env=env, stdout=out, stderr=out)
+        return subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env, stdout=out, stderr=out)
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -10,12 +10,13 @@ from markdown_it import MarkdownIt
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from access.checks import Gate
+from access.entitlement import Entitlements
+from access.flags import FlagStore
 from catalogue import Catalogue, get_catalogue
 from catalogue.flags import default_enabled
 from catalogue.selection_store import SelectionStore
 from core.db import create_engine, session_factory
-from core.entitlement import Entitlements
-from core.flags import FlagStore
 from core.secrets import SecretBox, secret_box
 from core.settings import Settings
 from subscriptions.streams import Publisher
@@ -39,6 +40,11 @@ class Deps:
     secrets: SecretBox  # decrypts registered self-hosted models' API tokens
     circuits: Circuits = field(default_factory=Circuits)
     entitlements: Entitlements = field(default_factory=Entitlements)
+
+    @property
+    def gate(self) -> Gate:
+        """The `aiAction` checks 4-6 over this process's caches (the re-check before a model call)."""
+        return Gate(self.flags, self.entitlements, self.settings.mode)
 
     async def close(self) -> None:
         await self.providers.close()

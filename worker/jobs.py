@@ -22,12 +22,12 @@ from arq import Retry
 
 from core.actions import ActionRecord
 from core.errors import ProviderError, user_facing_text
-from core.flags import pushed_flags
+from core.logs import EXPANDED_FLAG, expanded_logging
 from core.metrics import record_completion
 from worker.deps import Deps, build_deps
 from worker.pipeline import execute, publish_failure
 
-__all__ = ["run_action", "run_inline", "MAX_TRIES", "MAX_RETRY_DELAY_S", "retry_delay"]
+__all__ = ["InlineRunner", "run_action", "run_inline", "MAX_TRIES", "MAX_RETRY_DELAY_S", "retry_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ async def run_action(ctx: dict[str, Any], record_json: str) -> str:
         _ended(record, ok=False)
         return "gave up"
     try:
-        with pushed_flags(record.flags):  # what `core.flags.is_feature_enabled` reads in this job
+        with expanded_logging(record.flags.get(EXPANDED_FLAG, False)):
             await execute(deps, record, attempt=job_try - 1)
     except asyncio.CancelledError:
         raise
@@ -99,3 +99,20 @@ async def run_inline(ctx: dict[str, Any], settings: Any, redis: Any, record_json
         except Retry as retry:
             await asyncio.sleep((retry.defer_score or 0) / 1000)
     return "gave up"
+
+
+class InlineRunner:
+    """Runs actions in the web process (`SWITCHBOARD_SYNC_EXECUTION`, GitLab's `perform_inline`): the CLI
+    hands one to `create_app`, so that `api` never imports the worker. The deps are built on first use."""
+
+    def __init__(self, settings: Any) -> None:
+        self._settings = settings
+        self._ctx: dict[str, Any] = {}
+
+    async def __call__(self, redis: Any, record_json: str) -> str:
+        return await run_inline(self._ctx, self._settings, redis, record_json)
+
+    async def close(self) -> None:
+        deps = self._ctx.pop("deps", None)
+        if deps is not None:
+            await deps.close()

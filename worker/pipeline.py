@@ -18,15 +18,24 @@ from dataclasses import dataclass, field
 
 from catalogue import Feature, ModelDefinition, Prompt, get_feature
 from core.actions import ActionRecord
-from core.errors import AI_NOT_PERMITTED, ProviderError, ProviderRejected, ProviderTimeout
+from core.errors import (
+    AI_NOT_PERMITTED,
+    ProviderError,
+    ProviderRejected,
+    ProviderTimeout,
+)
 from core.logs import expanded
-from core.metrics import FIRST_CHUNK_SECONDS, INPUT_TOKENS, OUTPUT_TOKENS, record_provider_request
+from core.metrics import (
+    FIRST_CHUNK_SECONDS,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    record_provider_request,
+)
 from subscriptions import history
 from subscriptions.messages import AiMessage, routes_for
-from worker.context import prompt_variables
-from worker.authorization import Verdict, still_allowed
 from worker.deps import Deps
 from worker.llm import Completion, Message, Usage
+from worker.prompt_variables import prompt_variables
 from worker.selection import candidates, resolve_model
 from worker.usage import estimated_usage, record_usage
 
@@ -97,7 +106,7 @@ class _Call:
 
 async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0) -> None:
     feature = get_feature(record.feature)
-    verdict = await _still_allowed(deps, record)
+    verdict = await deps.gate.recheck(deps.sessions, record)
     choice = await resolve_model(
         deps.settings, deps.catalogue, feature, record,
         selection=await deps.selection.get(), namespace_paths=verdict.namespace_paths, secrets=deps.secrets,
@@ -216,8 +225,3 @@ async def _publish_final(deps: Deps, record: ActionRecord, feature: Feature, mes
     if feature.cache_response:
         await history.append(deps.redis, record.user_id, message)
     return True
-
-
-async def _still_allowed(deps: Deps, record: ActionRecord) -> Verdict:
-    """The worker's re-check (`worker.authorization`): flags, the user, read access and entitlement."""
-    return await still_allowed(deps.sessions, deps.flags, deps.entitlements, deps.settings.mode, record)

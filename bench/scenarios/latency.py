@@ -6,7 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench.client import GraphQLHttp, Socket, chat_body, request_id_of, subscription_query
+from bench.client import (
+    GraphQLHttp,
+    Socket,
+    chat_body,
+    request_id_of,
+    subscription_query,
+)
 from bench.meters import CpuMeter, RedisCalls
 from bench.report import Result, percentiles
 from bench.stack import HOST, Stack

@@ -22,7 +22,14 @@ import psutil
 from redis.asyncio import Redis
 
 from bench.client import (
-    GraphQLHttp, chat_body, close_all, open_sockets, parse_timestamp, request_id_of, subscription_query, wall_time,
+    GraphQLHttp,
+    chat_body,
+    close_all,
+    open_sockets,
+    parse_timestamp,
+    request_id_of,
+    subscription_query,
+    wall_time,
 )
 from bench.meters import CpuMeter, RedisCalls
 from bench.report import Result, percentiles

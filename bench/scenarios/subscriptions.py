@@ -16,7 +16,15 @@ import time
 
 from redis.asyncio import Redis
 
-from bench.client import GraphQLHttp, Socket, chat_body, close_all, open_sockets, request_id_of, subscription_query
+from bench.client import (
+    GraphQLHttp,
+    Socket,
+    chat_body,
+    close_all,
+    open_sockets,
+    request_id_of,
+    subscription_query,
+)
 from bench.meters import CpuMeter
 from bench.report import Result, percentiles
 from bench.stack import HOST, Stack, raise_fd_limit
@@ -123,7 +131,7 @@ async def _measure(stack: Stack, label: str, total: int, per_socket: int, result
                "constant", clients_after == clients_before)
     result.add(tag + "client: time to open websockets and send all subscribes", subscribe_s * 1000, "ms")
     ok = len(delivered) == len(sample) and not stray and not socket_errors
-    result.add(tag + f"sample routes delivered (final only to its own route)", f"{len(delivered)} / {len(sample)}",
+    result.add(tag + "sample routes delivered (final only to its own route)", f"{len(delivered)} / {len(sample)}",
                "", "all", ok)
     result.add(tag + "sample delivery aiAction → final p50", latency.get("p50", 0.0), "ms")
     result.add(tag + "sample delivery aiAction → final max", latency.get("max", 0.0), "ms")

@@ -15,7 +15,15 @@ which async code must not trigger implicitly: eager-load with `joinedload`/`sele
 `await obj.awaitable_attrs.<name>`.
 """
 
-from core.tables.base import ADD_ON_NAMES, AccessLevel, Base, Severity, UTCDateTime, Visibility, utcnow
+from core.tables.base import (
+    ADD_ON_NAMES,
+    AccessLevel,
+    Base,
+    Severity,
+    UTCDateTime,
+    Visibility,
+    utcnow,
+)
 from core.tables.duo import AddOnAssignment, AddOnPurchase, InstanceSettings
 from core.tables.flags import FeatureFlag, FeatureGate
 from core.tables.model_selection import (

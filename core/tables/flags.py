@@ -1,5 +1,5 @@
 """Feature flags as Flipper (GitLab's flag library) stores them: a row per flag that was ever set, and its
-gates. `core.flags` reads and writes them."""
+gates. `access.flags` reads and writes them."""
 
 from __future__ import annotations
 

@@ -4,10 +4,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from core.tables.base import AccessLevel, Base, UTCDateTime, Visibility, created_at, one_of
+from core.tables.base import (
+    AccessLevel,
+    Base,
+    UTCDateTime,
+    Visibility,
+    created_at,
+    one_of,
+)
 
 __all__ = ["Group", "Member", "PersonalAccessToken", "Project", "User"]
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.tables.base import Base, Severity, created_at, one_of
@@ -105,7 +115,7 @@ class Note(Base):
     created_at: Mapped[datetime] = created_at()
 
     author: Mapped[User] = relationship()
-    # One view-only relationship per noteable type; `core.access` picks it by `noteable_type`.
+    # One view-only relationship per noteable type; `access.reading` picks it by `noteable_type`.
     issue: Mapped[Issue | None] = relationship(
         primaryjoin="and_(Note.noteable_type == 'Issue', foreign(Note.noteable_id) == Issue.id)", viewonly=True
     )

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 from arq.jobs import Job
 
-from api import add_ons, namespaces
-from api.accounts import create_token, create_user
-from api.context import Context
-from api.schema import build_schema
-from api.seed import seed
+from access.admin import add_ons, namespaces
+from access.admin.accounts import create_token, create_user
+from access.admin.seed import seed
+from access.tokens import authenticate
+from api.graphql.context import Context
+from api.graphql.schema import build_schema
 from api.services import Services, open_services
 from catalogue import FEATURES, Feature
 from core import keys
-from core.access import authenticate
 from core.actions import ActionRecord
 from core.db import create_engine, session_factory
 from core.errors import AI_NOT_PERMITTED, RESOURCE_NOT_AVAILABLE

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from api.accounts import create_token
+from access.admin.accounts import create_token
 from api.app import create_app
 from api.services import Services, open_services
 from core.settings import Settings

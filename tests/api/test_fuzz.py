@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
 
-from api.context import Context
-from api.schema import UNEXPECTED
-from core.access import authenticate
+from access.tokens import authenticate
+from api.graphql.context import Context
+from api.graphql.schema import UNEXPECTED
 from tests.api._world import SCHEMA, World, world  # noqa: F401 - fixture
 
 SDL = str(SCHEMA)

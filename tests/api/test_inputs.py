@@ -7,13 +7,12 @@ import pickle
 
 import pytest
 
-from api.context import Context
-from api.schema import build_schema
+from access.tokens import authenticate
+from api.graphql.context import Context
+from api.graphql.schema import build_schema
 from api.services import Services
 from core import keys
-from core.access import authenticate
 from core.actions import ActionRecord
-
 
 
 @pytest.fixture

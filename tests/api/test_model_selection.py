@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from api import namespaces
-from api.accounts import create_token, create_user
-from api.context import Context
-from api.schema import build_schema
+from access import flags
+from access.admin import namespaces
+from access.admin.accounts import create_token, create_user
+from access.tokens import authenticate
+from api.graphql.context import Context
+from api.graphql.schema import build_schema
 from api.services import Services
-from core import flags
-from core.access import authenticate
 from core.errors import RESOURCE_NOT_AVAILABLE
 from core.secrets import secret_box
 from core.tables import SelfHostedModel

@@ -6,14 +6,16 @@ import uuid
 
 import pytest
 
-from api.context import Context
-from api.schema import build_schema
-from api.services import Services
+from access.tokens import authenticate
+from api.graphql.context import Context
+from api.graphql.schema import build_schema
+from api.services import Services, open_services
 from core import keys
-from core.access import authenticate
 from core.errors import RESOURCE_NOT_AVAILABLE
+from core.settings import Settings
 from subscriptions.messages import route_id
 from subscriptions.streams import replay
+from worker.jobs import InlineRunner
 
 ACTION = "mutation($input: AiActionInput!) { aiAction(input: $input) { requestId errors clientMutationId } }"
 SCHEMA = build_schema()
@@ -86,7 +88,7 @@ async def test_refusals_answer_with_the_first_failed_check_and_enqueue_nothing(
 
 
 async def test_a_read_only_token_may_not_ask(services: Services, seeded: dict) -> None:
-    from api.accounts import create_token
+    from access.admin.accounts import create_token
 
     async with services.sessions() as session, session.begin():
         token = await create_token(session, "alice", scopes=("read_api",))
@@ -106,8 +108,13 @@ async def test_a_chat_question_is_echoed_to_the_users_other_tabs_but_not_to_its_
     assert await replay(services.redis, route_id(alice["gid"], ai_action="chat", client_subscription_id="tab-1"), (0, 0)) == []
 
 
-async def test_sync_execution_answers_inline_without_a_job(services: Services, seeded: dict) -> None:
-    services.settings = services.settings.model_copy(update={"sync_execution": True})
+async def test_sync_execution_answers_inline_without_a_job(settings: Settings, seeded: dict) -> None:
+    runner = InlineRunner(settings)
+    async with open_services(settings, runner) as services:
+        await _ask_inline(services, seeded)
+
+
+async def _ask_inline(services: Services, seeded: dict) -> None:
     alice = seeded["users"]["alice"]
     data, errors = await run(services, alice["token"], {"chat": {"content": "inline"}, "clientSubscriptionId": "s"})
     assert errors == [] and await queued(services) == 0

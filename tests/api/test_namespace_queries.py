@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from api import namespaces
-from api.context import Context
-from core import flags
-from core.access import authenticate
+from access import flags
+from access.admin import namespaces
+from access.tokens import authenticate
+from api.graphql.context import Context
 from tests.api._world import SCHEMA, World, world  # noqa: F401 - fixture
 
 

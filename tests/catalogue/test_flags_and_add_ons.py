@@ -5,8 +5,20 @@ from __future__ import annotations
 import pytest
 
 from catalogue import FEATURES, Feature, external_features
-from catalogue.add_ons import ADD_ONS, add_ons_bundling, bundles, requirement, unit_primitives
-from catalogue.flags import FLAGS, GLOBAL_SWITCH, PUSHED_FLAGS, default_enabled, required_flags
+from catalogue.add_ons import (
+    ADD_ONS,
+    add_ons_bundling,
+    bundles,
+    requirement,
+    unit_primitives,
+)
+from catalogue.flags import (
+    FLAGS,
+    GLOBAL_SWITCH,
+    PUSHED_FLAGS,
+    default_enabled,
+    required_flags,
+)
 
 
 def _feature(**overrides: object) -> Feature:

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import pytest
 
+from access.flags import FlagState, actor_id
 from catalogue import get_catalogue
-from catalogue.selection import InstanceChoice, RegisteredModel, Selection, levels, model_definition, resolve
-from core.flags import FlagState, actor_id
+from catalogue.selection import (
+    InstanceChoice,
+    RegisteredModel,
+    Selection,
+    levels,
+    model_definition,
+    resolve,
+)
 
 CATALOGUE = get_catalogue()
 TOP, SUB = "gitlab-duo", "gitlab-duo/child"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
-from core.flags import pushed_flags
-from core.logs import JsonFormatter, expanded
+from core.logs import JsonFormatter, expanded, expanded_logging
 
 
 def format_record(message: str, *args: object, exc: bool = False, **extra: object) -> dict:
@@ -38,9 +38,28 @@ def test_an_exception_is_one_field() -> None:
 
 def test_user_content_is_logged_only_with_expanded_ai_logging() -> None:
     assert expanded(prompt="secret") == {}
-    with pushed_flags({"expanded_ai_logging": False}):
+    with expanded_logging(False):
         assert expanded(prompt="secret") == {}
-    with pushed_flags({"expanded_ai_logging": True}):
+    with expanded_logging(True):
         assert expanded(prompt="secret", response="answer") == {"prompt": "secret", "response": "answer"}
     assert expanded(True, inputs={"content": "x"}) == {"inputs": {"content": "x"}}
     assert expanded(False, inputs={"content": "x"}) == {}
+
+
+def test_expanded_logging_holds_inside_the_block_only() -> None:
+    assert not expanded(x=1)
+    with expanded_logging(True):
+        assert expanded(x=1)
+        with expanded_logging(False):
+            assert not expanded(x=1)
+        assert expanded(x=1)
+    assert not expanded(x=1)
+
+
+async def test_expanded_logging_does_not_leak_between_concurrent_jobs() -> None:
+    async def job(value: bool) -> bool:
+        with expanded_logging(value):
+            await asyncio.sleep(0)
+            return bool(expanded(x=1))
+
+    assert await asyncio.gather(job(True), job(False), job(True)) == [True, False, True]

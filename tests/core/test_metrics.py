@@ -7,7 +7,12 @@ import time
 from prometheus_client import REGISTRY
 
 from core import keys
-from core.metrics import MinuteStats, record_completion, record_provider_request, sample_queue
+from core.metrics import (
+    MinuteStats,
+    record_completion,
+    record_provider_request,
+    sample_queue,
+)
 
 
 def value(name: str, **labels: str) -> float:

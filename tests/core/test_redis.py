@@ -7,7 +7,12 @@ from arq.jobs import Job, JobStatus
 
 from core import keys
 from core.actions import ActionRecord
-from core.redis import embedded_redis_running, embedded_redis_url, enqueue_action, stop_embedded_redis
+from core.redis import (
+    embedded_redis_running,
+    embedded_redis_url,
+    enqueue_action,
+    stop_embedded_redis,
+)
 
 
 def record(request_id: str = "req-1") -> ActionRecord:

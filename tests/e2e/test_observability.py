@@ -154,7 +154,7 @@ def test_the_worker_reports_through_arqs_health_check(stack: Stack) -> None:
     from tests._redis import redis_db_url
 
     def check(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "api.cli", "worker", "--check"], env=env, capture_output=True,
+        return subprocess.run([sys.executable, "-m", "cli.main", "worker", "--check"], env=env, capture_output=True,
                               text=True, timeout=30)
 
     deadline = time.monotonic() + 15

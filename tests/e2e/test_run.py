@@ -27,7 +27,7 @@ async def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path)
     env.update(SWITCHBOARD_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
     log = tmp_path / "run.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "api.cli", "run", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 45

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from contextlib import aclosing
 
-from api.context import Context
-from api.schema import build_schema
+from access.tokens import authenticate
+from api.graphql.context import Context
+from api.graphql.schema import build_schema
 from api.services import Services
-from core.access import authenticate
 from subscriptions.messages import AiMessage, route_id
 
 SCHEMA = build_schema()

@@ -9,17 +9,17 @@ from typing import Any
 import pytest
 from sqlalchemy import delete
 
-from core import flags
+from access import flags
+from access.checks import Gate
 from core.actions import ActionRecord
 from core.errors import AI_NOT_PERMITTED
-from core.flags import is_feature_enabled
 from core.ids import new_request_id
+from core.logs import expanded
 from core.redis import connect
 from core.settings import Settings
 from core.tables import AddOnAssignment, Group, Issue
 from subscriptions.messages import route_id
 from subscriptions.streams import replay
-from worker.authorization import still_allowed
 from worker.deps import build_deps
 from worker.jobs import run_action
 
@@ -69,9 +69,9 @@ async def test_the_recheck_reads_fresh_state_per_database(settings: Settings, se
     redis = connect(settings.redis_url or "")
     deps = build_deps(settings, redis)
     try:
-        assert await still_allowed(deps.sessions, deps.flags, deps.entitlements, "self_managed", summarize())
-        assert not await still_allowed(deps.sessions, deps.flags, deps.entitlements, "self_managed", summarize(user_id=4))  # carol: no seat
-        assert not await still_allowed(deps.sessions, deps.flags, deps.entitlements, "saas", summarize())  # alice's seat is the instance's
+        assert await Gate(deps.flags, deps.entitlements, "self_managed").recheck(deps.sessions, summarize())
+        assert not await Gate(deps.flags, deps.entitlements, "self_managed").recheck(deps.sessions, summarize(user_id=4))  # carol: no seat
+        assert not await Gate(deps.flags, deps.entitlements, "saas").recheck(deps.sessions, summarize())  # alice's seat is the instance's
     finally:
         await deps.close()
         await redis.aclose()
@@ -84,7 +84,7 @@ async def test_a_job_runs_with_its_pushed_flags(settings: Settings, seeded: dict
     original = deps.publisher.publish
 
     async def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(is_feature_enabled("expanded_ai_logging"))
+        seen.append(bool(expanded(x=1)))
         return await original(*args, **kwargs)
 
     deps.publisher.publish = spy  # type: ignore[method-assign]
@@ -96,4 +96,4 @@ async def test_a_job_runs_with_its_pushed_flags(settings: Settings, seeded: dict
         await deps.close()
         await redis.aclose()
     assert seen and all(seen)
-    assert not is_feature_enabled("expanded_ai_logging")
+    assert not bool(expanded(x=1))

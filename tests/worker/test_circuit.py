@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from core.errors import CircuitOpen, ProviderError, ProviderRateLimited, ProviderRejected, ProviderTimeout
+from core.errors import (
+    CircuitOpen,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+)
 from worker.llm.circuit import CircuitBreaker, Circuits, State, is_failure
 
 

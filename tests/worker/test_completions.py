@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
-from api.seed import seed
+from access.admin.seed import seed
 from catalogue import FEATURES, get_feature
 from core.actions import ActionRecord
 from core.db import create_engine, session_factory
@@ -21,15 +21,14 @@ from core.settings import Settings
 from subscriptions.messages import AiMessage, route_id
 from subscriptions.streams import replay
 from tests._providers import FakeLLM, Reply, Seen
-from worker.context import describe_resource
+from tests._services import run_worker
 from worker.deps import Deps, build_deps
 from worker.jobs import run_inline
 from worker.llm import Circuits, build_providers
 from worker.llm.anthropic import AnthropicModel, build_anthropic_vertex
 from worker.llm.circuit import State
+from worker.prompt_variables import describe_resource
 from worker.usage import read_usage
-from tests._services import run_worker
-
 
 
 @pytest.fixture

@@ -10,7 +10,13 @@ from catalogue import FEATURES, get_catalogue, get_feature
 from core.actions import ActionRecord
 from core.db import create_engine, session_factory
 from core.ids import GlobalID, new_request_id
-from worker.context import MAX_TEXT_CHARS, ResourceContext, _cut, describe_resource, prompt_variables
+from worker.prompt_variables import (
+    MAX_TEXT_CHARS,
+    ResourceContext,
+    _cut,
+    describe_resource,
+    prompt_variables,
+)
 
 SAMPLE_INPUTS: dict[str, object] = {
     "content": "the user's text",

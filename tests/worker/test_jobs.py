@@ -8,7 +8,7 @@ import time
 import pytest
 from arq.constants import in_progress_key_prefix
 
-from api.seed import seed  # noqa: F401 - seeded fixture comes from tests._services
+from access.admin.seed import seed  # noqa: F401 - seeded fixture comes from tests._services
 from core import keys
 from core.actions import ActionRecord
 from core.errors import AI_NOT_PERMITTED
@@ -17,10 +17,10 @@ from core.redis import connect, enqueue_action
 from core.settings import Settings
 from subscriptions.messages import AiMessage, route_id
 from subscriptions.streams import replay
+from tests._services import run_worker
 from worker.deps import build_deps
 from worker.jobs import MAX_TRIES, run_action
-from worker.settings import build_worker
-from tests._services import run_worker
+from worker.process import build_worker
 
 ALICE = "gid://gitlab/User/2"
 

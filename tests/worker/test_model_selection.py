@@ -1,4 +1,4 @@
-"""The model actually called, end to end: settings made through `api.model_settings`, an `aiAction` through
+"""The model actually called, end to end: settings made through `access.admin.model_settings`, an `aiAction` through
 the real schema (pushed flags resolved at enqueue), the real worker job with real provider clients (mock
 mode off) against the fake provider server of `tests._providers`, which records what it was asked."""
 
@@ -11,13 +11,14 @@ import pytest
 from arq.jobs import Job
 from pydantic import SecretStr
 
-from api import model_settings, namespaces
-from api.context import Context
-from api.schema import build_schema
+from access import flags
+from access.admin import model_settings, namespaces
+from access.tokens import Principal, authenticate, get_principal
+from api.graphql.context import Context
+from api.graphql.schema import build_schema
 from api.services import Services
 from catalogue import get_catalogue
-from core import flags, keys
-from core.access import Principal, authenticate, get_principal
+from core import keys
 from core.actions import ActionRecord
 from core.redis import connect
 from core.secrets import secret_box

@@ -9,7 +9,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from core.errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderTimeout
+from core.errors import (
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+)
 from tests._providers import FakeLLM, Reply
 from worker.llm import Completion, LLMClient, Message, Usage
 from worker.llm.anthropic import AnthropicModel, build_anthropic, build_anthropic_vertex

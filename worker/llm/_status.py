@@ -16,7 +16,12 @@ import email.utils
 import time
 from collections.abc import Mapping
 
-from core.errors import ProviderError, ProviderRateLimited, ProviderRejected, ProviderTimeout
+from core.errors import (
+    ProviderError,
+    ProviderRateLimited,
+    ProviderRejected,
+    ProviderTimeout,
+)
 
 __all__ = ["status_error", "retry_after", "connection_lost", "malformed", "incomplete", "short"]
 

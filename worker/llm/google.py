@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import httpx2
 from google import genai
+from google.auth.exceptions import GoogleAuthError
 from google.genai import errors as genai_errors
 from google.genai import types
-from google.auth.exceptions import GoogleAuthError
 
 from core.errors import ProviderRejected, ProviderTimeout
 from worker.llm._status import connection_lost, incomplete, malformed, status_error

@@ -16,7 +16,13 @@ from typing import Any
 import httpx
 
 from core.errors import ProviderRejected, ProviderTimeout
-from worker.llm._status import connection_lost, incomplete, malformed, short, status_error
+from worker.llm._status import (
+    connection_lost,
+    incomplete,
+    malformed,
+    short,
+    status_error,
+)
 from worker.llm.base import Completion, Usage
 
 __all__ = ["OpenAICompatibleModel", "sse_data"]

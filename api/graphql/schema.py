@@ -1,0 +1,70 @@
+"""The GraphQL schema: queries, the `aiAction` mutation (inputs generated from the catalogue), model
+selection (`api.graphql.model_selection`, `api.graphql.instance_models`) and the `aiCompletionResponse` subscription."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    MaskErrors,
+    MaxTokensLimiter,
+    ParserCache,
+    ValidationCache,
+)
+from strawberry.extensions.query_depth_limiter import create_validator
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from api.graphql.instance_models import (
+    InstanceSelectionMutation,
+    InstanceSelectionQuery,
+)
+from api.graphql.model_selection import (
+    NamespaceSelectionMutation,
+    NamespaceSelectionQuery,
+)
+from api.graphql.mutations import build_mutation
+from api.graphql.queries import Query
+from core.errors import SwitchboardError
+from subscriptions.execution import EventExecutionContext
+from subscriptions.scalars import SCALAR_MAP
+from subscriptions.schema import Subscription
+
+__all__ = ["build_schema"]
+
+UNEXPECTED = "Internal server error"
+# One rule class for the life of the process: the validation cache is keyed by the rules in force.
+_DEPTH_LIMIT = create_validator(max_depth=15, should_ignore=None)
+
+
+def _unexpected(error: GraphQLError) -> bool:
+    """Mask everything but our own errors and GraphQL's (syntax, validation): never leak internals."""
+    original = error.original_error
+    return original is not None and not isinstance(original, SwitchboardError | GraphQLError)
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Log unexpected errors only: expected ones are answers to the client, and their messages may
+        quote user input, which is not logged."""
+        super().process_errors([e for e in errors if _unexpected(e)], execution_context)
+
+
+def build_schema() -> strawberry.Schema:
+    return _Schema(
+        query=merge_types("Query", (Query, NamespaceSelectionQuery, InstanceSelectionQuery)),
+        mutation=merge_types("Mutation", (build_mutation(), NamespaceSelectionMutation, InstanceSelectionMutation)),
+        subscription=Subscription,
+        extensions=[
+            # Frontends send the same few documents over and over: parse and validate each once.
+            lambda: ParserCache(maxsize=256),
+            lambda: ValidationCache(maxsize=256),
+            lambda: AddValidationRules([_DEPTH_LIMIT]),
+            lambda: MaxTokensLimiter(max_token_count=10_000),
+            lambda: MaskErrors(should_mask_error=_unexpected, error_message=UNEXPECTED),
+        ],
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=EventExecutionContext,
+    )

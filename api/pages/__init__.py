@@ -1,0 +1,3 @@
+"""Pages for people: the `/admin` status page."""
+
+__all__: list[str] = []

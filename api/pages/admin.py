@@ -1,0 +1,186 @@
+"""The status page at `/admin` (issue 6): for an administrator, at a glance, over the last hour — queue depth,
+throughput and error ratio as small charts, apdex per feature, the models that answered, the live workers.
+
+It reads the per-minute counters that workers flush to Redis (`core.metrics.MinuteStats`, `keys.stats`), so
+it needs no Prometheus. The page is server-rendered HTML with inline SVG: no script, no external asset.
+Authentication: an admin's token in `Authorization`/`PRIVATE-TOKEN`, or entered once in the page's form
+(kept in an HttpOnly, SameSite=Strict cookie scoped to `/admin`).
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from api.auth import principal_for, token_from_headers
+from api.rest.health import live_workers
+from core import keys
+from core.metrics import sample_queue
+
+__all__ = ["admin_routes", "HourStats", "read_hour"]
+
+COOKIE = "switchboard_admin_token"
+MINUTES = 60
+_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1f1f1f;background:#fafafa}
+h1{font-size:20px;margin:0 0 4px} .sub{color:#666;margin-bottom:20px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(320px,1fr));gap:16px}
+.card{background:#fff;border:1px solid #ddd;border-radius:6px;padding:12px 16px}
+.card h2{font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:#555;margin:0 0 8px}
+.big{font-size:26px;font-weight:600} table{border-collapse:collapse;width:100%}
+td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #eee} td.n{text-align:right;font-variant-numeric:tabular-nums}
+.ok{color:#217a3c} .warn{color:#a66200} .bad{color:#b3261e} svg{display:block}
+"""
+
+
+@dataclass
+class HourStats:
+    """The last hour, minute by minute (oldest first), summed over every worker."""
+
+    minutes: list[int]
+    done: list[int]
+    failed: list[int]
+    depth: list[int | None]
+    apdex: dict[str, tuple[int, int]] = field(default_factory=dict)  # feature -> (satisfied, measured)
+    models: dict[str, int] = field(default_factory=dict)  # provider/model -> answered calls
+
+    @property
+    def error_ratio(self) -> list[float | None]:
+        return [failed / done if done else None for done, failed in zip(self.done, self.failed)]
+
+
+async def read_hour(redis: object, now: float | None = None) -> HourStats:
+    current = int((now if now is not None else time.time()) // 60)
+    minutes = list(range(current - MINUTES + 1, current + 1))
+    async with redis.pipeline(transaction=False) as pipe:  # type: ignore[attr-defined]
+        for minute in minutes:
+            pipe.hgetall(keys.stats(minute))
+        rows = await pipe.execute()
+    stats = HourStats(minutes, [], [], [])
+    for row in rows:
+        counts = {name.decode(): int(value) for name, value in row.items()}
+        stats.done.append(counts.get("done", 0))
+        stats.failed.append(counts.get("failed", 0))
+        stats.depth.append(counts.get("depth"))
+        for name, value in counts.items():
+            kind, _, key = name.partition(":")
+            if kind in ("apdex", "apdex_ok"):
+                ok, measured = stats.apdex.get(key, (0, 0))
+                stats.apdex[key] = (ok + value, measured) if kind == "apdex_ok" else (ok, measured + value)
+            elif kind == "model":
+                stats.models[key] = stats.models.get(key, 0) + value
+    return stats
+
+
+def _chart(values: list[float | None], *, bars: bool = False, percent: bool = False, colour: str = "#1f75cb") -> str:
+    """A 300×70 SVG chart of one value a minute; gaps where a minute has no value."""
+    width, height, pad = 300, 70, 2
+    known = [v for v in values if v is not None]
+    top = max(max(known, default=0), 0.05) if percent else (max(known, default=0) or 1)
+    step = (width - 2 * pad) / max(len(values), 1)
+
+    def y(value: float) -> float:
+        return height - pad - (height - 2 * pad) * value / top
+
+    shapes = []
+    if bars:
+        for index, value in enumerate(values):
+            if value:
+                shapes.append(f'<rect x="{pad + index * step:.1f}" y="{y(value):.1f}" width="{max(step - 1, 1):.1f}" '
+                              f'height="{height - pad - y(value):.1f}" fill="{colour}"/>')
+    else:
+        xy = [(pad + (index + 0.5) * step, y(value)) for index, value in enumerate(values) if value is not None]
+        if len(xy) > 1:
+            points = " ".join(f"{px:.1f},{py:.1f}" for px, py in xy)
+            shapes.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        shapes.extend(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="2" fill="{colour}"/>' for px, py in xy)
+    label = f"{top:.0%}" if percent else f"{top:g}"
+    return (f'<svg width="{width}" height="{height + 14}" role="img"><rect width="{width}" height="{height}" fill="#f4f6fa"/>'
+            f'{"".join(shapes)}<text x="2" y="{height + 12}" font-size="10" fill="#777">−60 min</text>'
+            f'<text x="{width - 2}" y="{height + 12}" font-size="10" fill="#777" text-anchor="end">now · max {label}</text></svg>')
+
+
+def _apdex_class(score: float) -> str:
+    return "ok" if score >= 0.94 else "warn" if score >= 0.85 else "bad"
+
+
+def render(stats: HourStats, *, depth_now: int, oldest_age_s: float, workers: dict[str, dict[str, object]]) -> str:
+    done, failed = sum(stats.done), sum(stats.failed)
+    ratio = failed / done if done else 0.0
+    apdex_rows = "".join(
+        f'<tr><td>{html.escape(feature)}</td><td class="n {_apdex_class(ok / measured)}">{ok / measured:.3f}</td>'
+        f'<td class="n">{measured}</td></tr>'
+        for feature, (ok, measured) in sorted(stats.apdex.items()) if measured
+    ) or '<tr><td colspan="3">no answers in the last hour</td></tr>'
+    model_rows = "".join(
+        f'<tr><td>{html.escape(model)}</td><td class="n">{count}</td></tr>'
+        for model, count in sorted(stats.models.items(), key=lambda item: -item[1])
+    ) or '<tr><td colspan="2">no model calls in the last hour</td></tr>'
+    worker_rows = "".join(
+        f'<tr><td>{html.escape(worker_id)}</td><td class="n">{beat.get("jobs", 0)}</td></tr>'
+        for worker_id, beat in sorted(workers.items())
+    ) or '<tr><td colspan="2" class="bad">no live worker</td></tr>'
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Switchboard status</title><style>{_STYLE}</style></head>
+<body><h1>Switchboard status</h1>
+<div class="sub">Last hour, per minute · rendered {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}</div>
+<div class="grid">
+<div class="card" id="queue"><h2>Queue depth</h2><div class="big">{depth_now}</div>
+<div class="sub">oldest job {oldest_age_s:.1f} s</div>{_chart([float(v) if v is not None else None for v in stats.depth])}</div>
+<div class="card" id="throughput"><h2>Throughput (actions / min)</h2><div class="big">{done}</div>
+<div class="sub">AI actions ended in the last hour</div>{_chart([float(v) for v in stats.done], bars=True)}</div>
+<div class="card" id="errors"><h2>Error ratio</h2><div class="big {'bad' if ratio > 0.05 else 'ok'}">{ratio:.1%}</div>
+<div class="sub">{failed} of {done} ended in an error</div>{_chart(stats.error_ratio, percent=True, colour="#b3261e")}</div>
+<div class="card" id="apdex"><h2>Apdex per feature (30 s)</h2><table><tr><th>feature</th><th>apdex</th><th>answers</th></tr>{apdex_rows}</table></div>
+<div class="card" id="models"><h2>Models in use</h2><table><tr><th>provider/model</th><th>calls</th></tr>{model_rows}</table></div>
+<div class="card" id="workers"><h2>Workers ({len(workers)} live)</h2><table><tr><th>worker</th><th>jobs now</th></tr>{worker_rows}</table></div>
+</div></body></html>"""
+
+
+_LOGIN = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Switchboard status</title><style>{_STYLE}</style></head>
+<body><h1>Switchboard status</h1><div class="card" style="max-width:420px"><h2>Administrator token</h2>
+<form method="post" action="/admin"><p><input type="password" name="token" size="40" autocomplete="off"></p>
+<p><button type="submit">Sign in</button></p></form>{{message}}</div></body></html>"""
+
+
+async def _is_admin(request: Request, token: str | None) -> bool:
+    principal = await principal_for(request.app.state.services, token)
+    return principal is not None and principal.admin
+
+
+def _login(status: int, message: str = "") -> HTMLResponse:
+    note = f'<p class="bad">{html.escape(message)}</p>' if message else ""
+    return HTMLResponse(_LOGIN.replace("{message}", note), status_code=status)
+
+
+async def _page(request: Request) -> Response:
+    token = token_from_headers(request.headers) or request.cookies.get(COOKIE)
+    if not await _is_admin(request, token):
+        return _login(401 if token is None else 403, "" if token is None else "That token is not an administrator's.")
+    services = request.app.state.services
+    stats = await read_hour(services.redis)
+    depth, age = await sample_queue(services.redis)
+    workers = await live_workers(services.redis)
+    return HTMLResponse(render(stats, depth_now=depth, oldest_age_s=age, workers=workers),
+                        headers={"Cache-Control": "no-store"})
+
+
+async def _sign_in(request: Request) -> Response:
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    token = (form.get("token") or [""])[0].strip()
+    if not token or not await _is_admin(request, token):
+        return _login(403, "That token is not an administrator's.")
+    response = RedirectResponse("/admin", status_code=303)
+    response.set_cookie(COOKIE, token, path="/admin", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", max_age=8 * 3600)
+    return response
+
+
+def admin_routes() -> list[Route]:
+    return [Route("/admin", _page, methods=["GET"]), Route("/admin", _sign_in, methods=["POST"])]

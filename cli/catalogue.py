@@ -1,0 +1,46 @@
+"""`switchboard catalogue validate | show` and `switchboard check` (a test completion against each model the
+features use)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from typing import Any
+
+import catalogue
+from cli.commands import CommandFailed
+from core.settings import Settings
+from worker.probe import probe_models
+
+__all__ = ["register"]
+
+
+def _catalogue(settings: Settings, args: argparse.Namespace) -> None:
+    loaded = catalogue.validate()
+    if args.action == "show":  # one JSON object a line: features, models, feature settings, prompts
+        for entry in loaded.entries():
+            print(json.dumps(entry, sort_keys=True))
+    else:
+        counts = (f"{len(loaded.features)} features, {len(loaded.models)} models, "
+                  f"{len(loaded.feature_settings)} feature settings, {len(list(loaded.prompts))} prompt definitions")
+        print(f"catalogue is valid: {counts}", file=sys.stderr)
+
+
+def _check(settings: Settings, args: argparse.Namespace) -> None:
+    """A test completion against each model the features use; one line per model."""
+    results = asyncio.run(probe_models(settings))
+    for result in results:
+        print(result.line())
+    failed = [result.model.identifier for result in results if result.failed]
+    if failed:
+        raise CommandFailed(f"{len(failed)} of {len(results)} models failed: {', '.join(failed)}")
+
+
+def register(commands: Any) -> None:
+    cat = commands.add_parser("catalogue", help="the feature catalogue")
+    cat.add_argument("action", choices=["validate", "show"])
+    cat.set_defaults(handler=_catalogue)
+    check = commands.add_parser("check", help="a test completion against each configured model, one line per model")
+    check.set_defaults(handler=_check)
