@@ -11,13 +11,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from catalogue.versions import DEFAULT_CONSTRAINT
+from core.ids import AI_MODEL_TYPES
 
 __all__ = ["InputField", "InputKind", "Feature", "FEATURE_LIST", "MAX_CONTENT_SIZE"]
 
 # GitLab's MAX_CONTENT_SIZE for text that goes to a model.
 MAX_CONTENT_SIZE = 400_000
 
-_AI_RESOURCES = frozenset({"Issue", "MergeRequest", "Epic", "Project", "Group", "Vulnerability", "Note"})
 
 # `string` and `boolean` are scalars; `current_file` is GitLab's AiCurrentFileInput (the file open in the
 # editor: fileName, selectedText, contentAboveCursor, contentBelowCursor) and `additional_context` a list of
@@ -44,7 +44,7 @@ class Feature(BaseModel):
     title: str
     description: str
     fields: tuple[InputField, ...] = ()
-    resource_types: frozenset[str] = _AI_RESOURCES
+    resource_types: frozenset[str] = AI_MODEL_TYPES
     resource_required: bool = True
     unit_primitive: str
     maturity: Literal["ga", "beta", "experimental"] = "ga"

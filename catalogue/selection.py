@@ -8,18 +8,28 @@ choices went stale, and which model answers.
   group that chose a model offers only that model below it, a group that left it blank passes on what it
   was offered. A choice no longer offered at its level (a parent narrowed the set later) is *stale*: it
   is ignored, and reported.
-- Resolution, first that applies: the nearest non-stale choice on the namespace chain → the instance
-  default → a migration whose flag is enabled for the actor → the catalogue default.
+- Resolution, first that applies: the nearest non-stale choice on the namespace chain (when
+  `ai_model_switching` is on for the actor) → the instance default → a migration whose flag is enabled for
+  the actor → `SWITCHBOARD_DEFAULT_MODEL` → the catalogue default. A provider `disabled` by the instance admin
+  resolves to no model.
+
+`resolve_model` is the one function that answers "which model will this request use": the worker calls it
+before the model call and GraphQL's `effectiveModelRef` reports what it returns. `models_to_call` adds the
+feature's fallback (tried when the primary fails before its first chunk), or the mock model in mock mode
+(selection is still resolved, logged and recorded, so that it stays observable in development and tests).
 
 References are catalogue identifiers or `self_hosted_<id>` for registered self-hosted models.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from catalogue.features import Feature
+from catalogue.flags import MODEL_SWITCHING
 from catalogue.models import (
     FeatureSetting,
     ModelDefinition,
@@ -27,8 +37,11 @@ from catalogue.models import (
     OpenAICompatibleModel,
 )
 from catalogue.validation import Catalogue
+from core.secrets import SecretBox
 
 __all__ = [
+    "MOCK_MODEL",
+    "Choice",
     "InstanceChoice",
     "Level",
     "RegisteredModel",
@@ -39,8 +52,14 @@ __all__ = [
     "instance_offer",
     "model_definition",
     "model_name",
+    "models_to_call",
     "resolve",
+    "resolve_model",
 ]
+
+log = logging.getLogger(__name__)
+
+MOCK_MODEL = "mock"
 
 SELF_HOSTED_PREFIX = "self_hosted_"
 _EMPTY: Mapping = MappingProxyType({})
@@ -180,3 +199,58 @@ def model_definition(catalogue: Catalogue, selection: Selection, ref: str, api_t
         api_key=api_token,
         served_name=True,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The outcome of selection: the model picked (None: the feature is disabled), why, and which
+    namespace choices were ignored as stale."""
+
+    model: ModelDefinition | None
+    source: str
+    stale: tuple[str, ...] = ()
+
+
+def resolve_model(
+    catalogue: Catalogue,
+    feature_setting: str,
+    *,
+    selection: Selection | None = None,
+    namespace_paths: Sequence[str] = (),
+    flags: Mapping[str, bool] = _EMPTY,
+    default_model: str | None = None,
+    secrets: SecretBox | None = None,
+) -> Choice:
+    """The model that answers `feature_setting` for an actor whose pushed flags are `flags`, about a resource under
+    `namespace_paths` (top-level first; none: the instance as a whole, as `switchboard check` asks).
+    `default_model` is `SWITCHBOARD_DEFAULT_MODEL`."""
+    selection = selection or Selection()
+    if not flags.get(MODEL_SWITCHING, True):  # namespace selection is off for this actor
+        namespace_paths = ()
+    resolved = resolve(catalogue, selection, feature_setting, namespace_paths, flags)
+    if resolved.ref is None:
+        return Choice(None, resolved.source, resolved.stale)
+    ref, source = resolved.ref, resolved.source
+    if source == "catalogue" and default_model:
+        if default_model in catalogue.models:
+            ref, source = default_model, "SWITCHBOARD_DEFAULT_MODEL"
+        else:
+            log.warning("SWITCHBOARD_DEFAULT_MODEL %r is not in models.yml; using the catalogue default", default_model)
+    registered = selection.self_hosted.get(ref)
+    token = None
+    if registered is not None and registered.encrypted_api_token and secrets is not None:
+        token = secrets.decrypt(registered.encrypted_api_token)
+    return Choice(model_definition(catalogue, selection, ref, token), source, resolved.stale)
+
+
+def models_to_call(catalogue: Catalogue, feature: Feature, choice: Choice, *, mock: bool) -> list[ModelDefinition]:
+    """The models to call in order: the mock alone in mock mode; else the chosen one, then the feature's
+    fallback; none when the feature is disabled."""
+    if choice.model is None:
+        return []
+    if mock:
+        return [catalogue.model(MOCK_MODEL)]
+    models = [choice.model]
+    if feature.fallback_model and feature.fallback_model != choice.model.identifier:
+        models.append(catalogue.model(feature.fallback_model))
+    return models

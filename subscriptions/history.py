@@ -1,4 +1,5 @@
-"""Chat history in Redis (GitLab's `ai_chat:<user_id>` stream): the last 50 messages, 3 days after the last."""
+"""Chat history in Redis (GitLab's `ai_chat:<user_id>` stream): the last 50 messages, 3 days after the last.
+Written for GitLab compatibility of `cache_response` features; the durable chat history is in the database."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from redis.asyncio import Redis
 from core import keys
 from subscriptions.messages import AiMessage
 
-__all__ = ["append", "read"]
+__all__ = ["append"]
 
 
 async def append(redis: Redis, user_id: int, message: AiMessage) -> None:
@@ -17,8 +18,3 @@ async def append(redis: Redis, user_id: int, message: AiMessage) -> None:
         pipe.xadd(key, {"m": orjson.dumps(message.to_wire())}, maxlen=keys.CHAT_HISTORY_MAXLEN, approximate=False)
         pipe.expire(key, keys.CHAT_HISTORY_TTL_S)
         await pipe.execute()
-
-
-async def read(redis: Redis, user_id: int) -> list[AiMessage]:
-    entries = await redis.xrange(keys.chat_history(user_id))
-    return [AiMessage.from_wire(orjson.loads(fields[b"m"])) for _id, fields in entries]

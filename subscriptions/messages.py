@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Literal
 
-__all__ = ["AiMessage", "Role", "route_id", "routes_for"]
+__all__ = ["AiMessage", "RequestRoutes", "Role", "route_id", "routes_for"]
 
 Role = Literal["user", "assistant", "system"]
 
@@ -86,3 +86,34 @@ def routes_for(
     if ai_action is not None:
         routes.append(route_id(user_gid, ai_action=ai_action, client_subscription_id=client_subscription_id))
     return routes
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRoutes:
+    """Where the messages of one request go (SPEC §5.2), the one place that decides it for the web process
+    (the USER echo) and the worker (chunks, tool progress, the final answer)."""
+
+    user_id: int
+    resource_gid: str | None
+    ai_action: str | None  # "chat" for chat features
+    client_subscription_id: str | None
+
+    def _for(self, client_subscription_id: str | None) -> list[str]:
+        user_gid = f"gid://gitlab/User/{self.user_id}"
+        return routes_for(user_gid, resource_gid=self.resource_gid, ai_action=self.ai_action,
+                          client_subscription_id=client_subscription_id)
+
+    def echo(self) -> list[str]:
+        """The user's own message: to their other subscriptions, never the request's own."""
+        return self._for(None)
+
+    def chunks(self) -> list[str]:
+        """Streamed chunks and progress: the request's own subscription only (none without one)."""
+        return self._for(self.client_subscription_id) if self.client_subscription_id is not None else []
+
+    def final(self) -> list[str]:
+        """The answer: the request's own routes; a chat answer also goes to every tab (no subscription id)."""
+        routes = self._for(self.client_subscription_id)
+        if self.client_subscription_id is not None and self.ai_action is not None:
+            routes += self._for(None)
+        return routes

@@ -1,7 +1,7 @@
 """Running one AI action: re-check access, render the prompt, call the model, stream chunks, publish exactly
 one final message.
 
-The model comes from `worker.selection`; when it fails before its first chunk, the feature's fallback model
+The model comes from `catalogue.selection.resolve_model`; when it fails before its first chunk, the feature's fallback model
 is tried in the same run. Each call is guarded by its model's circuit breaker and bounded by the call's
 timeout (the feature's, unless the prompt or `SWITCHBOARD_LLM_TIMEOUT_S` says otherwise), counted from the
 start and again after every chunk, so a long answer that keeps streaming is never cut. No arq and no retry
@@ -17,6 +17,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from catalogue import Feature, ModelDefinition, Prompt, get_feature
+from catalogue.selection import models_to_call, resolve_model
 from core.actions import ActionRecord
 from core.errors import (
     AI_NOT_PERMITTED,
@@ -32,11 +33,10 @@ from core.metrics import (
     record_provider_request,
 )
 from subscriptions import history
-from subscriptions.messages import AiMessage, routes_for
+from subscriptions.messages import AiMessage, RequestRoutes
 from worker.deps import Deps
 from worker.llm import Completion, Message, Usage
 from worker.prompt_variables import prompt_variables
-from worker.selection import candidates, resolve_model
 from worker.usage import estimated_usage, record_usage
 
 __all__ = ["execute", "publish_failure", "user_text", "build_completion"]
@@ -52,21 +52,8 @@ def user_text(feature: Feature, record: ActionRecord) -> str:
     return str(record.inputs.get(feature.user_text_field, ""))
 
 
-def _routes(record: ActionRecord, feature: Feature, *, with_subscription: bool) -> list[str]:
-    return routes_for(
-        f"gid://gitlab/User/{record.user_id}",
-        resource_gid=record.resource,
-        ai_action=feature.ai_action,
-        client_subscription_id=record.client_subscription_id if with_subscription else None,
-    )
-
-
-def _final_routes(record: ActionRecord, feature: Feature) -> list[str]:
-    """The answer goes to the request's own routes; a chat answer is also broadcast to every tab."""
-    routes = _routes(record, feature, with_subscription=True)
-    if record.client_subscription_id is not None and feature.ai_action is not None:
-        routes += _routes(record, feature, with_subscription=False)
-    return routes
+def _routes(record: ActionRecord, feature: Feature) -> RequestRoutes:
+    return RequestRoutes(record.user_id, record.resource, feature.ai_action, record.client_subscription_id)
 
 
 def build_completion(
@@ -107,15 +94,15 @@ class _Call:
 async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0) -> None:
     feature = get_feature(record.feature)
     verdict = await deps.gate.recheck(deps.sessions, record)
-    choice = await resolve_model(
-        deps.settings, deps.catalogue, feature, record,
-        selection=await deps.selection.get(), namespace_paths=verdict.namespace_paths, secrets=deps.secrets,
+    choice = resolve_model(
+        deps.catalogue, feature.feature_setting, selection=await deps.selection.get(), namespace_paths=verdict.namespace_paths,
+        flags=record.flags, default_model=deps.settings.default_model, secrets=deps.secrets,
     ) if verdict else None
     if choice is None or choice.model is None:  # refused, or the feature's provider is disabled by the admin
         await _publish_final(deps, record, feature, AiMessage(record.request_id, "assistant", errors=(AI_NOT_PERMITTED,)))
         return
     variables = await prompt_variables(deps.sessions, feature, record)
-    models = candidates(deps.settings, deps.catalogue, feature, choice)
+    models = models_to_call(deps.catalogue, feature, choice, mock=deps.settings.use_mock_model)
     call = await _answer(deps, feature, record, models, variables, attempt)
     content = "".join(call.parts)
     answer = AiMessage(
@@ -171,7 +158,7 @@ async def _stream(
     prompt = deps.catalogue.prompts.get(feature.prompt, model.family, feature.prompt_version)
     completion = build_completion(deps, feature, record, model, prompt, variables, attempt=attempt)
     client = deps.providers.client_for(model)
-    chunk_routes = _routes(record, feature, with_subscription=True) if record.client_subscription_id else []
+    chunk_routes = _routes(record, feature).chunks()
     context = {"request_id": record.request_id, "feature": feature.key, "model": model.identifier,
                "provider": model.provider, "prompt": prompt.location, "try": attempt + 1}
     log.info("performing_request", extra={**context, **expanded(
@@ -216,7 +203,7 @@ async def publish_failure(deps: Deps, record: ActionRecord, text: str) -> None:
 
 
 async def _publish_final(deps: Deps, record: ActionRecord, feature: Feature, message: AiMessage) -> bool:
-    routes = _final_routes(record, feature)
+    routes = _routes(record, feature).final()
     if not routes:  # an internal feature without resource or chat route (categorize_question): nobody listens
         return True
     cursor = await deps.publisher.publish(message, routes, final=True)

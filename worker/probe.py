@@ -14,10 +14,10 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from catalogue import CHECK_PROMPT, FEATURES, Catalogue, ModelDefinition, get_catalogue
+from catalogue.selection import models_to_call, resolve_model
 from core.errors import ProviderError, ProviderTimeout
 from core.settings import Settings
 from worker.llm import Completion, Message, Providers, Usage, build_providers
-from worker.selection import candidates, resolve_model
 
 __all__ = ["ProbeResult", "probe_models"]
 
@@ -44,8 +44,8 @@ async def _configured_models(settings: Settings, catalogue: Catalogue) -> dict[s
     """Model identifier → (model, feature settings using it, whether only as a fallback)."""
     found: dict[str, tuple[ModelDefinition, list[str], bool]] = {}
     for feature in FEATURES.values():
-        choice = await resolve_model(settings, catalogue, feature)
-        for index, model in enumerate(candidates(settings, catalogue, feature, choice)):
+        choice = resolve_model(catalogue, feature.feature_setting, default_model=settings.default_model)
+        for index, model in enumerate(models_to_call(catalogue, feature, choice, mock=settings.use_mock_model)):
             _, users, fallback_only = found.get(model.identifier, (model, [], True))
             if feature.feature_setting not in users:
                 users.append(feature.feature_setting)

@@ -22,7 +22,7 @@ from api.auth import READ_SCOPES, WRITE_SCOPES
 from catalogue import Catalogue, get_catalogue
 from catalogue.features import FEATURE_LIST
 from catalogue.flags import MODEL_SWITCHING
-from catalogue.selection import Selection, levels, model_name, resolve
+from catalogue.selection import Selection, levels, model_name, resolve_model
 from catalogue.selection_store import load_selection
 from core.errors import AccessDenied
 from core.ids import GlobalID
@@ -96,7 +96,7 @@ class AiNamespaceFeatureSetting:
     offered_models: AiOfferedModelConnection = strawberry.field(description="What the group may choose from.")
     stale: bool = strawberry.field(description="The group's choice is no longer offered to it and is ignored.")
     effective_model_ref: str | None = strawberry.field(
-        description="The model this group's requests resolve to (migrations aside); null when disabled.")
+        description="The model the caller's requests about this group resolve to; null when disabled.")
 
 
 @strawberry.type
@@ -119,8 +119,27 @@ class AiNamespaceFeatureSettingUpdatePayload:
     client_mutation_id: str | None = None
 
 
-def _node(catalogue: Catalogue, selection: Selection, feature_setting: str, paths: list[str]) -> AiNamespaceFeatureSetting:
+async def _nodes(
+    info: Info, principal: Principal, group: Group, selection: Selection, feature_settings: list[str]
+) -> list[AiNamespaceFeatureSetting]:
+    """The group's settings as the caller sees them: `effectiveModelRef` is what `resolve_model` answers for
+    the caller's requests about the group (the worker's own resolution)."""
+    services = info.context.services
+    flags = await services.gate.pushed_flags(principal, group)
+    catalogue = get_catalogue()
+    return [
+        _node(catalogue, selection, setting, group.ancestor_paths, flags, services.settings.default_model)
+        for setting in feature_settings
+    ]
+
+
+def _node(
+    catalogue: Catalogue, selection: Selection, feature_setting: str, paths: list[str],
+    flags: dict[str, bool], default_model: str | None,
+) -> AiNamespaceFeatureSetting:
     own = levels(catalogue, selection, feature_setting, paths)[-1]
+    choice = resolve_model(catalogue, feature_setting, selection=selection, namespace_paths=paths, flags=flags,
+                           default_model=default_model)
     instance = selection.instance.get(feature_setting)
     return AiNamespaceFeatureSetting(
         feature=AiFeatures[feature_setting.upper()],  # type: ignore[index]
@@ -132,7 +151,7 @@ def _node(catalogue: Catalogue, selection: Selection, feature_setting: str, path
         offered_model_name=model_name(catalogue, selection, own.choice) if own.choice else None,
         offered_models=offered_models(catalogue, selection, own.offered),
         stale=own.stale,
-        effective_model_ref=resolve(catalogue, selection, feature_setting, paths).ref,
+        effective_model_ref=choice.model.identifier if choice.model is not None else None,
     )
 
 
@@ -153,16 +172,13 @@ async def _owned_group(info: Info, session: AsyncSession, namespace_id: str, sco
 class NamespaceSelectionQuery:
     @strawberry.field(description="A group's model choice per feature setting (group owners).")
     async def ai_namespace_feature_settings(self, info: Info, namespace_id: NamespaceID) -> AiNamespaceFeatureSettingConnection | None:  # type: ignore[valid-type]
-        catalogue = get_catalogue()
         async with info.context.services.sessions() as session:
             principal, group = await _owned_group(info, session, namespace_id, READ_SCOPES)
             if not await require_switching(info, principal, actor_id("Group", group.id)):
                 raise AccessDenied(model_settings.NOT_ENABLED)
             selection = await load_selection(session)
-        paths = group.ancestor_paths
-        return AiNamespaceFeatureSettingConnection(
-            nodes=[_node(catalogue, selection, member.value, paths) for member in AiFeatures]  # type: ignore[attr-defined]
-        )
+        settings = [member.value for member in AiFeatures]  # type: ignore[attr-defined]
+        return AiNamespaceFeatureSettingConnection(nodes=await _nodes(info, principal, group, selection, settings))
 
 
 @strawberry.type
@@ -181,6 +197,6 @@ class NamespaceSelectionMutation:
             errors = await model_settings.update_namespace_setting(
                 session, principal, catalogue, group, feature, input.offered_model_ref)
             selection = await load_selection(session)
-        nodes = [] if errors else [_node(catalogue, selection, feature, group.ancestor_paths)]
+        nodes = [] if errors else await _nodes(info, principal, group, selection, [feature])
         return AiNamespaceFeatureSettingUpdatePayload(ai_feature_settings=nodes, errors=errors,
                                                       client_mutation_id=input.client_mutation_id)

@@ -25,7 +25,7 @@ from core.logs import EXPANDED_FLAG, expanded
 from core.metrics import ACTIONS_ENQUEUED
 from core.redis import enqueue_action
 from subscriptions import history
-from subscriptions.messages import AiMessage, routes_for
+from subscriptions.messages import AiMessage, RequestRoutes
 from subscriptions.scalars import AiConversationThreadID
 
 __all__ = ["build_mutation", "AiActionPayload"]
@@ -124,12 +124,7 @@ async def _echo_user_message(context: Context, feature: Feature, record: ActionR
     request's `clientSubscriptionId`), as GitLab's ChatService does."""
     text = record.inputs.get(feature.user_text_field or "", "")
     message = AiMessage(record.request_id, "user", content=str(text), thread_id=record.thread_id)
-    routes = routes_for(
-        context.principal.gid,  # type: ignore[union-attr]
-        resource_gid=record.resource,
-        ai_action=feature.ai_action,
-        client_subscription_id=None,
-    )
+    routes = RequestRoutes(record.user_id, record.resource, feature.ai_action, record.client_subscription_id).echo()
     await context.services.publisher.publish(message, routes)
     if feature.cache_response:
         await history.append(context.services.redis, record.user_id, message)

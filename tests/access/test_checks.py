@@ -11,7 +11,7 @@ from access import flags
 from access.admin import add_ons, namespaces
 from access.admin.accounts import create_token, revoke_tokens
 from catalogue import FEATURES, external_features
-from tests.api._world import World, world  # noqa: F401 - fixture
+from tests.api._world import World
 
 READABLE = {
     "root": {"issue", "confidential_issue", "merge_request", "epic", "vulnerability", "project", "group", "subgroup", "child_project"},

@@ -13,7 +13,7 @@ from hypothesis_graphql import Mode, from_schema, nodes
 from access.tokens import authenticate
 from api.graphql.context import Context
 from api.graphql.schema import UNEXPECTED
-from tests.api._world import SCHEMA, World, world  # noqa: F401 - fixture
+from tests.api._world import SCHEMA, World
 
 SDL = str(SCHEMA)
 _IDS = st.one_of(

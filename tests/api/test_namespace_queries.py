@@ -8,7 +8,7 @@ from access import flags
 from access.admin import namespaces
 from access.tokens import authenticate
 from api.graphql.context import Context
-from tests.api._world import SCHEMA, World, world  # noqa: F401 - fixture
+from tests.api._world import SCHEMA, World
 
 
 async def query(world: World, user: str | None, document: str, **variables: Any) -> tuple[dict | None, list[str]]:

@@ -8,7 +8,7 @@ from arq.connections import ArqRedis
 
 from core import keys
 from core.errors import InvalidInput
-from subscriptions.messages import AiMessage, route_id, routes_for
+from subscriptions.messages import AiMessage, RequestRoutes, route_id, routes_for
 from subscriptions.streams import Publisher, after_cursor, parse_cursor, replay
 
 
@@ -110,3 +110,12 @@ async def test_one_failing_call_in_a_batch_fails_alone(redis: ArqRedis) -> None:
     )
     assert isinstance(results[0], str) and isinstance(results[1], Exception)
     assert [m.content for m in await replay(redis, good, (0, 0))] == ["ok"]
+
+
+def test_request_routes_send_echo_chunks_and_final_where_gitlab_does() -> None:
+    chat = RequestRoutes(2, None, "chat", "tab-1")
+    own, tabs = route_id("gid://gitlab/User/2", ai_action="chat", client_subscription_id="tab-1"), route_id("gid://gitlab/User/2", ai_action="chat")
+    assert (chat.echo(), chat.chunks(), chat.final()) == ([tabs], [own], [own, tabs])
+    about = RequestRoutes(3, "gid://gitlab/Issue/1", None, None)
+    issue = route_id("gid://gitlab/User/3", resource_gid="gid://gitlab/Issue/1")
+    assert (about.echo(), about.chunks(), about.final()) == ([issue], [], [issue])

@@ -182,3 +182,38 @@ async def test_with_ai_model_switching_off_for_the_actor_group_choices_are_not_a
     await change(services, lambda s: flags.disable(s, "ai_model_switching"))
     usage = await ask(services, deps, seeded, child_project)
     assert fake_llm.requests[-1].body["model"] == "claude-sonnet-4-6" and usage["model"] == SONNET
+
+
+EFFECTIVE = """query($id: NamespaceID!) { aiNamespaceFeatureSettings(namespaceId: $id) {
+  nodes { feature effectiveModelRef } } }"""
+
+
+async def reported(services: Services, seeded: dict, feature_setting: str = "DUO_CHAT") -> str | None:
+    """What `effectiveModelRef` tells alice her chats about her group resolve to."""
+    async with services.sessions() as session:
+        alice = await authenticate(session, seeded["users"]["alice"]["token"])
+    result = await SCHEMA.execute(EFFECTIVE, variable_values={"id": seeded["groups"]["gitlab-duo"]},
+                                  context_value=Context(None, None, services, alice))  # type: ignore[arg-type]
+    assert result.errors is None and result.data, result
+    (node,) = [n for n in result.data["aiNamespaceFeatureSettings"]["nodes"] if n["feature"] == feature_setting]
+    return node["effectiveModelRef"]
+
+
+async def test_the_reported_effective_model_is_the_one_the_provider_is_called_with(
+    services: Services, deps: Deps, seeded: dict, fake_llm: FakeLLM
+) -> None:
+    catalogue = get_catalogue()
+    project = seeded["projects"]["gitlab-duo/test"]
+    services.settings = services.settings.model_copy(update={"default_model": HAIKU})
+    deps.settings = deps.settings.model_copy(update={"default_model": HAIKU})
+    ref = await reported(services, seeded)
+    usage = await ask(services, deps, seeded, project)
+    assert ref == usage["model"] == HAIKU  # SWITCHBOARD_DEFAULT_MODEL, which the report used to skip
+    assert fake_llm.requests[-1].body["model"] == catalogue.models[HAIKU].provider_model
+
+    alice = await as_user(services, "alice")
+    await change(services, lambda s: flags.add_actors(s, MIGRATION.flag, [f"User:{alice.user_id}"]))
+    ref = await reported(services, seeded)
+    usage = await ask(services, deps, seeded, project)
+    assert ref == usage["model"] == MIGRATION.model  # the migration flag for this actor wins over the default
+    assert fake_llm.requests[-1].path.startswith("/v1/projects/")  # Claude on Vertex AI, as the report says
