@@ -252,7 +252,7 @@ class Entitlements:
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
         value = await load()
         if len(self._cache) >= self.max_entries:
             self._cache.clear()

@@ -82,7 +82,7 @@ async def _members_list(session: AsyncSession, args: argparse.Namespace) -> list
     kind = "Group" if isinstance(target, Group) else "Project"
     query = select(User.username, Member.access_level).join(Member, Member.user_id == User.id)
     rows = await session.execute(query.where(Member.source_type == kind, Member.source_id == target.id).order_by(User.username))
-    levels = {level: name for name, level in namespaces.ACCESS_LEVELS.items()}
+    levels: dict[int, str] = {int(level): name for name, level in namespaces.ACCESS_LEVELS.items()}
     return [f"{username:<24} {levels[level]}" for username, level in rows.all()]
 
 

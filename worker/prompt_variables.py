@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -77,7 +78,7 @@ async def describe_resource(session: AsyncSession, gid: GlobalID) -> ResourceCon
     resource = await find_resource(session, gid)
     if resource is None:
         return None
-    base = {"type": gid.type, "gid": str(gid)}
+    base: dict[str, Any] = {"type": gid.type, "gid": str(gid)}
     match resource:
         case Issue():
             return ResourceContext(**base, reference=f"{_project_path(resource.project)}#{resource.iid}",
@@ -106,7 +107,7 @@ async def describe_resource(session: AsyncSession, gid: GlobalID) -> ResourceCon
     return ResourceContext(**base, reference=str(gid))
 
 
-async def _describe_note(session: AsyncSession, note: Note, base: dict[str, str]) -> ResourceContext:
+async def _describe_note(session: AsyncSession, note: Note, base: dict[str, Any]) -> ResourceContext:
     """A note is described by its noteable, with the note's text as the description."""
     noteable = {"Issue": note.issue, "MergeRequest": note.merge_request, "Epic": note.epic}.get(note.noteable_type)
     about = await describe_resource(session, GlobalID(note.noteable_type, noteable.id)) if noteable else None
@@ -122,8 +123,8 @@ def _input(field: InputField, value: object) -> object:
         keys = ("file_name", "selected_text", "content_above_cursor", "content_below_cursor")
         return {key: value.get(key) or "" for key in keys}
     if field.kind == "additional_context" and isinstance(value, list):
-        keys = ("category", "id", "content")
-        return [{**{key: item.get(key) or "" for key in keys}, "metadata": item.get("metadata") or {}} for item in value]
+        item_keys = ("category", "id", "content")
+        return [{**{key: item.get(key) or "" for key in item_keys}, "metadata": item.get("metadata") or {}} for item in value]
     return value
 
 

@@ -3,6 +3,9 @@ Redis for a day (`keys.usage`) and written to the `completion_service_performed`
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import cast
+
 from redis.asyncio import Redis
 
 from core import keys
@@ -34,5 +37,5 @@ async def record_usage(redis: Redis, request_id: str, model: str, usage: Usage, 
 
 async def read_usage(redis: Redis, request_id: str) -> dict[str, str]:
     """The recorded usage of a request (empty when none was recorded)."""
-    raw = await redis.hgetall(keys.usage(request_id))
+    raw = await cast("Awaitable[dict[bytes, bytes]]", redis.hgetall(keys.usage(request_id)))  # redis-py types both clients alike
     return {k.decode(): v.decode() for k, v in raw.items()}

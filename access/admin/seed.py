@@ -278,7 +278,7 @@ async def _advance_sequences(session: AsyncSession) -> None:
     if session.get_bind().dialect.name != "postgresql":
         return
     for model in _KEYS:
-        table = model.__table__.name
+        table = model.__tablename__
         next_id = f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {table})"
         await session.execute(
             text(f"SELECT setval(pg_get_serial_sequence(:table, 'id'), {next_id}, false)"), {"table": table}

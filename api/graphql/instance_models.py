@@ -52,7 +52,7 @@ class AiFeatureProviders(Enum):
 
 @strawberry.type(name="AiFeatureSetting", description="The instance's model choice for one feature setting.")
 class AiFeatureSetting:
-    feature: AiFeatures  # type: ignore[valid-type]
+    feature: AiFeatures
     title: str
     main_feature: str
     release_state: str
@@ -67,21 +67,21 @@ class AiFeatureSetting:
 
 @strawberry.type(name="AiSelfHostedModel")
 class AiSelfHostedModel:
-    id: AiSelfHostedModelID  # type: ignore[valid-type]
+    id: AiSelfHostedModelID
     ref: str
     name: str
     model: str
     endpoint: str
     identifier: str
     has_api_token: bool
-    created_at: Time  # type: ignore[valid-type]
-    updated_at: Time  # type: ignore[valid-type]
+    created_at: Time
+    updated_at: Time
 
     @classmethod
     def from_model(cls, row: SelfHostedModel) -> AiSelfHostedModel:
-        return cls(id=str(GlobalID(_MODEL_TYPE, row.id)), ref=row.ref, name=row.name, model=row.model, endpoint=row.endpoint,
+        return cls(id=AiSelfHostedModelID(str(GlobalID(_MODEL_TYPE, row.id))), ref=row.ref, name=row.name, model=row.model, endpoint=row.endpoint,
                    identifier=row.identifier, has_api_token=row.encrypted_api_token is not None,
-                   created_at=row.created_at, updated_at=row.updated_at)
+                   created_at=Time(row.created_at.isoformat()), updated_at=Time(row.updated_at.isoformat()))
 
 
 @strawberry.type(name="AiModelSelectionAuditEvent")
@@ -92,7 +92,7 @@ class AiModelSelectionAuditEvent:
     target: str
     before: JSON | None
     after: JSON | None
-    created_at: Time  # type: ignore[valid-type]
+    created_at: Time
 
 
 @strawberry.type
@@ -107,7 +107,7 @@ class AiSelfHostedModelConnection:
 
 @strawberry.input(name="AiFeatureSettingUpdateInput")
 class AiFeatureSettingUpdateInput:
-    feature: AiFeatures  # type: ignore[valid-type]
+    feature: AiFeatures
     provider: AiFeatureProviders
     available_model_refs: list[str] | None = None
     default_model_ref: str | None = None
@@ -133,7 +133,7 @@ class AiSelfHostedModelCreateInput:
 
 @strawberry.input(name="AiSelfHostedModelUpdateInput")
 class AiSelfHostedModelUpdateInput:
-    id: AiSelfHostedModelID  # type: ignore[valid-type]
+    id: AiSelfHostedModelID
     name: str | None = None
     model: str | None = None
     endpoint: str | None = None
@@ -144,7 +144,7 @@ class AiSelfHostedModelUpdateInput:
 
 @strawberry.input(name="AiSelfHostedModelDeleteInput")
 class AiSelfHostedModelDeleteInput:
-    id: AiSelfHostedModelID  # type: ignore[valid-type]
+    id: AiSelfHostedModelID
     client_mutation_id: str | None = None
 
 
@@ -161,7 +161,7 @@ def instance_node(catalogue: Catalogue, selection: Selection, feature_setting: s
     default = choice.default if choice is not None else setting.default_model
     selectable = [*dict.fromkeys([*setting.selectable_models, *setting.beta_models]), *selection.self_hosted]
     return AiFeatureSetting(
-        feature=AiFeatures[feature_setting.upper()],  # type: ignore[index]
+        feature=AiFeatures(feature_setting),
         title=feature_title(catalogue, feature_setting),
         main_feature=main_feature(feature_setting),
         release_state=release_state(feature_setting),
@@ -199,7 +199,7 @@ class InstanceSelectionQuery:
             selection = await load_selection(session)
         catalogue = get_catalogue()
         return AiFeatureSettingConnection(
-            nodes=[instance_node(catalogue, selection, member.value) for member in AiFeatures])  # type: ignore[attr-defined]
+            nodes=[instance_node(catalogue, selection, member.value) for member in AiFeatures])
 
     @strawberry.field(description="The registered self-hosted models (admins).")
     async def ai_self_hosted_models(self, info: Info) -> AiSelfHostedModelConnection | None:

@@ -9,6 +9,7 @@ Everything is behind the `ai_model_switching` flag (for the user and the group).
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,11 +43,15 @@ __all__ = [
     "require_switching",
 ]
 
-# The feature settings every feature names (Python literals: no file is read to build the schema).
-AiFeatures = strawberry.enum(
-    Enum("AiFeatures", {name.upper(): name for name in dict.fromkeys(f.feature_setting for f in FEATURE_LIST)}),  # type: ignore[misc]
-    name="AiFeatures", description="A feature setting: the features whose model is chosen together.",
-)
+# The feature settings every feature names (Python literals: no file is read to build the schema). Built
+# with Enum's functional API, which type checkers cannot follow: to them it is a plain Enum.
+if TYPE_CHECKING:
+    AiFeatures = Enum
+else:
+    AiFeatures = strawberry.enum(
+        Enum("AiFeatures", {name.upper(): name for name in dict.fromkeys(f.feature_setting for f in FEATURE_LIST)}),
+        name="AiFeatures", description="A feature setting: the features whose model is chosen together.",
+    )
 
 
 @strawberry.type(description="A model that may be chosen.")
@@ -86,7 +91,7 @@ async def require_switching(info: Info, principal: Principal, *actors: str) -> b
 
 @strawberry.type(name="AiNamespaceFeatureSetting", description="A group's model choice for one feature setting.")
 class AiNamespaceFeatureSetting:
-    feature: AiFeatures  # type: ignore[valid-type]
+    feature: AiFeatures
     title: str
     main_feature: str
     provider: str
@@ -106,8 +111,8 @@ class AiNamespaceFeatureSettingConnection:
 
 @strawberry.input(name="AiNamespaceFeatureSettingUpdateInput")
 class AiNamespaceFeatureSettingUpdateInput:
-    namespace_id: NamespaceID  # type: ignore[valid-type]
-    feature: AiFeatures  # type: ignore[valid-type]
+    namespace_id: NamespaceID
+    feature: AiFeatures
     offered_model_ref: str | None = strawberry.field(default=None, description="Blank or null: inherit.")
     client_mutation_id: str | None = None
 
@@ -142,7 +147,7 @@ def _node(
                            default_model=default_model)
     instance = selection.instance.get(feature_setting)
     return AiNamespaceFeatureSetting(
-        feature=AiFeatures[feature_setting.upper()],  # type: ignore[index]
+        feature=AiFeatures(feature_setting),
         title=feature_title(catalogue, feature_setting),
         main_feature=main_feature(feature_setting),
         provider=instance.provider if instance is not None else "vendored",
@@ -171,13 +176,13 @@ async def _owned_group(info: Info, session: AsyncSession, namespace_id: str, sco
 @strawberry.type
 class NamespaceSelectionQuery:
     @strawberry.field(description="A group's model choice per feature setting (group owners).")
-    async def ai_namespace_feature_settings(self, info: Info, namespace_id: NamespaceID) -> AiNamespaceFeatureSettingConnection | None:  # type: ignore[valid-type]
+    async def ai_namespace_feature_settings(self, info: Info, namespace_id: NamespaceID) -> AiNamespaceFeatureSettingConnection | None:
         async with info.context.services.sessions() as session:
             principal, group = await _owned_group(info, session, namespace_id, READ_SCOPES)
             if not await require_switching(info, principal, actor_id("Group", group.id)):
                 raise AccessDenied(model_settings.NOT_ENABLED)
             selection = await load_selection(session)
-        settings = [member.value for member in AiFeatures]  # type: ignore[attr-defined]
+        settings = [member.value for member in AiFeatures]
         return AiNamespaceFeatureSettingConnection(nodes=await _nodes(info, principal, group, selection, settings))
 
 

@@ -49,7 +49,7 @@ class Query:
 
     @strawberry.field(description="The AI features of the catalogue and whether the caller may use them "
                       "(about `resourceId` when given).")
-    async def ai_features(self, info: Info, resource_id: AiModelID | None = None) -> list[AiFeatureType]:  # type: ignore[valid-type]
+    async def ai_features(self, info: Info, resource_id: AiModelID | None = None) -> list[AiFeatureType]:
         _caller(info)
         return await ai_features_about(info, resource_id)
 

@@ -8,6 +8,7 @@ sync-facing connection may pass it as `config.attributes["connection"]`.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -19,7 +20,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _configure(**options: object) -> None:
+def _configure(**options: Any) -> None:
     context.configure(target_metadata=target_metadata, compare_type=True, **options)
 
 

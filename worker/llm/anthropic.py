@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import anthropic
@@ -51,7 +51,7 @@ def build_anthropic_vertex(
 ) -> anthropic.AsyncAnthropicVertex:
     """Claude on Vertex AI with Google's application default credentials (or a given access token)."""
     return anthropic.AsyncAnthropicVertex(
-        project_id=project, region=region or "global", base_url=base_url, access_token=access_token, max_retries=0
+        project_id=project if project is not None else anthropic.NOT_GIVEN, region=region or "global", base_url=base_url, access_token=access_token, max_retries=0
     )
 
 
@@ -62,7 +62,7 @@ class AnthropicModel:
         self._client = client
         self.name = provider
 
-    async def stream(self, completion: Completion) -> AsyncIterator[str | Usage]:
+    async def stream(self, completion: Completion) -> AsyncGenerator[str | Usage, None]:
         input_tokens = output_tokens = 0
         stopped = False
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -65,7 +65,7 @@ class Completion:
 class LLMClient(Protocol):
     name: str
 
-    def stream(self, completion: Completion) -> AsyncIterator[str | Usage]:
+    def stream(self, completion: Completion) -> AsyncGenerator[str | Usage, None]:
         """Yield the answer's text deltas, then at most one Usage; raise `core.errors.ProviderError`
         subclasses on failure (never an SDK's own exception)."""
         ...

@@ -7,7 +7,7 @@ timeout. SDK and transport exceptions become `core.errors` here and nowhere else
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -48,7 +48,7 @@ class GoogleModel:
     def __init__(self, client: genai.Client) -> None:
         self._client = client
 
-    async def stream(self, completion: Completion) -> AsyncIterator[str | Usage]:
+    async def stream(self, completion: Completion) -> AsyncGenerator[str | Usage, None]:
         usage: Usage | None = None
         finished = False
         try:

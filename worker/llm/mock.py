@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from core.errors import ProviderError, ProviderRateLimited, ProviderTimeout
@@ -57,7 +57,7 @@ def _non_negative_int(value: str | None) -> int:
 class MockModel:
     name = "mock"
 
-    async def stream(self, completion: Completion) -> AsyncIterator[str | Usage]:
+    async def stream(self, completion: Completion) -> AsyncGenerator[str | Usage, None]:
         scripts = scripts_in(completion.user_text)
         script = scripts[min(completion.turn, len(scripts) - 1)] if scripts else Script(f"echo: {completion.user_text}")
         if script.latency_ms:

@@ -10,7 +10,7 @@ ends in `/v1`. One httpx client per worker process; errors become `core.errors` 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import httpx
@@ -53,7 +53,7 @@ class OpenAICompatibleModel:
         self._api_key = api_key
         self._model = model  # the served model name, when it differs from the catalogue's
 
-    async def stream(self, completion: Completion) -> AsyncIterator[str | Usage]:
+    async def stream(self, completion: Completion) -> AsyncGenerator[str | Usage, None]:
         base_url = completion.endpoint or self._base_url
         if not base_url:
             raise ProviderRejected(self.name, None, "no base URL: set SWITCHBOARD_OPENAI_COMPATIBLE_BASE_URL")

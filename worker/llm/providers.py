@@ -7,6 +7,7 @@ set, so that a request fails with a clear log line and `switchboard check` can s
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -72,7 +73,7 @@ def _secret(value: object) -> str | None:
 def build_providers(settings: Settings) -> Providers:
     """Every provider the settings configure (the mock always)."""
     providers = Providers({"mock": MockModel()}, openai_base_url=settings.openai_compatible_base_url)
-    builders = {
+    builders: dict[str, tuple[object, Callable[[], LLMClient]]] = {
         "anthropic": (
             settings.anthropic_api_key or settings.anthropic_base_url,
             lambda: AnthropicModel(build_anthropic(_secret(settings.anthropic_api_key), settings.anthropic_base_url)),
