@@ -10,15 +10,11 @@ import functools
 from pathlib import Path
 from types import MappingProxyType
 
+from catalogue.contents import CATALOGUE_DIR, Catalogue, load_catalogue
 from catalogue.features import FEATURE_LIST, MAX_CONTENT_SIZE, Feature, InputField
 from catalogue.models import FeatureSetting, ModelDefinition, ModelParams
 from catalogue.prompts import CHECK_PROMPT, CONTEXT_VARIABLES, Prompt, PromptRegistry
-from catalogue.validation import (
-    CATALOGUE_DIR,
-    Catalogue,
-    check_catalogue,
-    load_catalogue,
-)
+from catalogue.validation import check_catalogue
 from core.errors import CatalogueError, FeatureNotFound
 
 __all__ = [

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from catalogue.contents import Catalogue
 from catalogue.features import Feature
 from catalogue.flags import MODEL_SWITCHING
 from catalogue.models import (
@@ -36,7 +37,6 @@ from catalogue.models import (
     ModelParams,
     OpenAICompatibleModel,
 )
-from catalogue.validation import Catalogue
 from core.secrets import SecretBox
 
 __all__ = [
