@@ -39,6 +39,10 @@ MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 
 _POOL = {"pool_size": 10, "max_overflow": 20, "pool_timeout": 30, "pool_recycle": 1800, "pool_pre_ping": True}
 _SQLITE_BUSY_TIMEOUT_MS = 5000
+# Every database await is bounded: asyncpg's connect and each statement (migrations excepted: a migration
+# of a big table may take longer), SQLite's wait for a lock.
+_PG_CONNECT_TIMEOUT_S = 10.0
+_PG_COMMAND_TIMEOUT_S = 30.0
 
 
 def create_engine(settings: Settings | str, *, pooled: bool = True) -> AsyncEngine:
@@ -72,16 +76,17 @@ async def current_revision_ok(engine: AsyncEngine) -> bool:
 def _migration_engine(url: str) -> AsyncEngine:
     """The engine `core/migrations/env.py` runs on: unpooled, and on SQLite with foreign keys off,
     since batch migrations rebuild tables (foreign keys would cascade the drop of the old one)."""
-    return _engine(make_url(url), pooled=False, foreign_keys=False)
+    return _engine(make_url(url), pooled=False, foreign_keys=False, command_timeout=None)
 
 
-def _engine(url: URL, *, pooled: bool, foreign_keys: bool) -> AsyncEngine:
+def _engine(url: URL, *, pooled: bool, foreign_keys: bool, command_timeout: float | None = _PG_COMMAND_TIMEOUT_S) -> AsyncEngine:
     url = _async_driver(url)
     options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, **(_POOL if pooled else options))
+        connect_args = {"timeout": _PG_CONNECT_TIMEOUT_S, "command_timeout": command_timeout}
+        return create_async_engine(url, connect_args=connect_args, **(_POOL if pooled else options))
     _make_parent_dir(url)
-    engine = create_async_engine(url, **options)
+    engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}, **options)
     event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))
     return engine
 

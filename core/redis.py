@@ -53,6 +53,7 @@ __all__ = [
     "redis_url",
     "embedded_redis_url",
     "embedded_redis_running",
+    "embedded_socket_url",
     "stop_embedded_redis",
     "release_embedded_redis",
     "connect",
@@ -137,7 +138,7 @@ def embedded_redis_url(data_dir: Path, *, binary: str | None = None) -> str:
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     socket = data_dir / "redis.sock"
-    url = f"unix://{socket}"
+    url = embedded_socket_url(data_dir)
     with open(data_dir / "redis.lock", "w") as lock:
         _flock(lock, fcntl.LOCK_EX, data_dir)
         _use(data_dir)
@@ -251,6 +252,11 @@ def _release_all() -> None:
 
 def embedded_redis_running(data_dir: Path) -> bool:
     return _answers(data_dir.resolve() / "redis.sock")
+
+
+def embedded_socket_url(data_dir: Path) -> str:
+    """The embedded server's URL, without starting it or becoming one of its users (health checks)."""
+    return f"unix://{data_dir.resolve() / 'redis.sock'}"
 
 
 def stop_embedded_redis(data_dir: Path) -> None:
