@@ -43,6 +43,7 @@ __all__ = [
     "SUBSCRIPTIONS",
     "WEBSOCKETS",
     "HUB_LAG",
+    "HUB_BAD_ENTRIES",
     "MinuteStats",
     "STATS",
     "record_completion",
@@ -89,6 +90,9 @@ ACTIONS_ENQUEUED = Counter("switchboard_ai_actions_enqueued", "aiAction mutation
 SUBSCRIPTIONS = Gauge("switchboard_subscriptions_active", "GraphQL subscriptions this web process serves")
 WEBSOCKETS = Gauge("switchboard_websocket_connections", "Open websocket connections of this web process")
 HUB_LAG = Gauge("switchboard_hub_lag_seconds", "Age of the newest message the hub dispatched, when it did")
+HUB_BAD_ENTRIES = Counter(
+    "switchboard_hub_bad_entries", "Entries of the shared message stream the hub could not read and skipped"
+)
 
 # Queue (sampled on a timer by every process) and the worker's own jobs.
 QUEUE_DEPTH = Gauge("switchboard_queue_depth", "Jobs in the queue (waiting, deferred or running)")
