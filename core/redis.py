@@ -41,13 +41,16 @@ from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import keys
 from core.actions import ActionRecord
 
 __all__ = [
     "SOCKET_TIMEOUT_S",
+    "REDIS_UNAVAILABLE",
     "START_TIMEOUT_S",
     "LuaScript",
     "redis_url",
@@ -69,6 +72,8 @@ START_TIMEOUT_S = 10.0
 # A Redis reply that takes longer than this is a dead connection (blocking reads get their block time on top).
 SOCKET_TIMEOUT_S = 10.0
 _CONNECT_TIMEOUT_S = 5.0
+# What a call raises when Redis is unreachable (down, restarting, loading its data, or no free connection).
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class LuaScript:
