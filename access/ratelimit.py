@@ -2,7 +2,8 @@
 
 One Redis round trip per call: a Lua script increments the user's counter and, on the first call of a
 window, sets its expiry to the period. A call is throttled when the count goes past the limit; throttled
-calls count too, as GitLab's do. A limit of 0 disables the check (no Redis call at all).
+calls count too, as GitLab's do. A limit of 0 disables the check (no Redis call at all). While Redis is
+unreachable the check raises `ServiceUnavailable`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import logging
 from redis.asyncio import Redis
 
 from core import keys
-from core.redis import LuaScript
+from core.errors import ServiceUnavailable
+from core.redis import REDIS_UNAVAILABLE, LuaScript
 
 __all__ = ["AI_ACTION_PERIOD_S", "RATE_LIMITED", "throttled"]
 
@@ -35,7 +37,10 @@ async def throttled(redis: Redis, name: str, user_id: int, *, limit: int, period
     if limit <= 0:
         return False
     key = keys.rate_limit(name, user_id)
-    count = await _INCREMENT(redis, keys=[key], args=[period_s])
+    try:
+        count = await _INCREMENT(redis, keys=[key], args=[period_s])
+    except REDIS_UNAVAILABLE as exc:
+        raise ServiceUnavailable() from exc
     if int(count) > limit:
         logger.info("rate limit %s exceeded by user %s (%s calls)", name, user_id, count)
         return True
