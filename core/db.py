@@ -39,8 +39,8 @@ MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 
 _POOL = {"pool_size": 10, "max_overflow": 20, "pool_timeout": 30, "pool_recycle": 1800, "pool_pre_ping": True}
 _SQLITE_BUSY_TIMEOUT_MS = 5000
-# Every database await is bounded: asyncpg's connect and each statement (migrations excepted: a migration
-# of a big table may take longer), SQLite's wait for a lock.
+# Every database await of a serving process is bounded: asyncpg's connect, and each statement on pooled
+# engines (one-shot commands, migrations among them, may legitimately run longer), SQLite's wait for a lock.
 _PG_CONNECT_TIMEOUT_S = 10.0
 _PG_COMMAND_TIMEOUT_S = 30.0
 
@@ -76,14 +76,14 @@ async def current_revision_ok(engine: AsyncEngine) -> bool:
 def _migration_engine(url: str) -> AsyncEngine:
     """The engine `core/migrations/env.py` runs on: unpooled, and on SQLite with foreign keys off,
     since batch migrations rebuild tables (foreign keys would cascade the drop of the old one)."""
-    return _engine(make_url(url), pooled=False, foreign_keys=False, command_timeout=None)
+    return _engine(make_url(url), pooled=False, foreign_keys=False)
 
 
-def _engine(url: URL, *, pooled: bool, foreign_keys: bool, command_timeout: float | None = _PG_COMMAND_TIMEOUT_S) -> AsyncEngine:
+def _engine(url: URL, *, pooled: bool, foreign_keys: bool) -> AsyncEngine:
     url = _async_driver(url)
     options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if url.get_backend_name() != "sqlite":
-        connect_args = {"timeout": _PG_CONNECT_TIMEOUT_S, "command_timeout": command_timeout}
+        connect_args = {"timeout": _PG_CONNECT_TIMEOUT_S, "command_timeout": _PG_COMMAND_TIMEOUT_S if pooled else None}
         return create_async_engine(url, connect_args=connect_args, **(_POOL if pooled else options))
     _make_parent_dir(url)
     engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}, **options)
