@@ -2,18 +2,19 @@
 
 One Redis round trip per call: a Lua script increments the user's counter and, on the first call of a
 window, sets its expiry to the period. A call is throttled when the count goes past the limit; throttled
-calls count too, as GitLab's do. A limit of 0 disables the check (no Redis call at all).
+calls count too, as GitLab's do. A limit of 0 disables the check (no Redis call at all). While Redis is
+unreachable the check raises `ServiceUnavailable`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from core import keys
+from core.errors import ServiceUnavailable
+from core.redis import REDIS_UNAVAILABLE, LuaScript
 
 __all__ = ["AI_ACTION_PERIOD_S", "RATE_LIMITED", "throttled"]
 
@@ -22,14 +23,13 @@ logger = logging.getLogger(__name__)
 AI_ACTION_PERIOD_S = 8 * 3600
 RATE_LIMITED = "This endpoint has been requested too many times. Try again later."
 
-_INCREMENT = """
+_INCREMENT = LuaScript("""
 local count = redis.call('INCR', KEYS[1])
 if count == 1 or redis.call('TTL', KEYS[1]) < 0 then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 return count
-"""
-_INCREMENT_SHA = hashlib.sha1(_INCREMENT.encode()).hexdigest()
+""")
 
 
 async def throttled(redis: Redis, name: str, user_id: int, *, limit: int, period_s: int) -> bool:
@@ -38,9 +38,9 @@ async def throttled(redis: Redis, name: str, user_id: int, *, limit: int, period
         return False
     key = keys.rate_limit(name, user_id)
     try:
-        count = await redis.evalsha(_INCREMENT_SHA, 1, key, period_s)  # type: ignore[misc]
-    except NoScriptError:  # first call on this server (or after SCRIPT FLUSH): load it
-        count = await redis.eval(_INCREMENT, 1, key, period_s)  # type: ignore[misc]
+        count = await _INCREMENT(redis, keys=[key], args=[period_s])
+    except REDIS_UNAVAILABLE as exc:
+        raise ServiceUnavailable() from exc
     if int(count) > limit:
         logger.info("rate limit %s exceeded by user %s (%s calls)", name, user_id, count)
         return True

@@ -39,6 +39,10 @@ MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 
 _POOL = {"pool_size": 10, "max_overflow": 20, "pool_timeout": 30, "pool_recycle": 1800, "pool_pre_ping": True}
 _SQLITE_BUSY_TIMEOUT_MS = 5000
+# Every database await of a serving process is bounded: asyncpg's connect, and each statement on pooled
+# engines (one-shot commands, migrations among them, may legitimately run longer), SQLite's wait for a lock.
+_PG_CONNECT_TIMEOUT_S = 10.0
+_PG_COMMAND_TIMEOUT_S = 30.0
 
 
 def create_engine(settings: Settings | str, *, pooled: bool = True) -> AsyncEngine:
@@ -79,9 +83,10 @@ def _engine(url: URL, *, pooled: bool, foreign_keys: bool) -> AsyncEngine:
     url = _async_driver(url)
     options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, **(_POOL if pooled else options))
+        connect_args = {"timeout": _PG_CONNECT_TIMEOUT_S, "command_timeout": _PG_COMMAND_TIMEOUT_S if pooled else None}
+        return create_async_engine(url, connect_args=connect_args, **(_POOL if pooled else options))
     _make_parent_dir(url)
-    engine = create_async_engine(url, **options)
+    engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}, **options)
     event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))
     return engine
 

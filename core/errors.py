@@ -5,6 +5,7 @@
       ├── AccessDenied(message)                  an authorization check said no; the message is GitLab's text
       ├── FeatureNotFound(key)                   not in the catalogue
       ├── CatalogueError(problems)               the catalogue's cross-references are broken
+      ├── ServiceUnavailable                     Redis is unreachable: try again (extensions code SERVICE_UNAVAILABLE)
       └── ProviderError(provider, status, retryable)   5xx, connection lost, stream cut (retryable)
             ├── ProviderTimeout                  no answer in time (not retried: the user waited already)
             ├── ProviderRateLimited(retry_after) 429 / 529 (retryable, honouring retry-after)
@@ -22,6 +23,7 @@ __all__ = [
     "AccessDenied",
     "FeatureNotFound",
     "CatalogueError",
+    "ServiceUnavailable",
     "ProviderError",
     "ProviderTimeout",
     "ProviderRateLimited",
@@ -81,6 +83,18 @@ class CatalogueError(SwitchboardError):
 
     def __str__(self) -> str:
         return "catalogue is invalid:\n" + "\n".join(f"- {p}" for p in self.problems)
+
+
+class ServiceUnavailable(SwitchboardError):
+    """A dependency (Redis) is unreachable; the request did nothing and may be sent again."""
+
+    def __init__(self, message: str = "The service is temporarily unavailable; try again.") -> None:
+        super().__init__(message)
+        self.message = message
+        self.extensions = {"code": "SERVICE_UNAVAILABLE"}  # GraphQL error extensions
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class ProviderError(SwitchboardError):

@@ -43,9 +43,12 @@ __all__ = [
     "SUBSCRIPTIONS",
     "WEBSOCKETS",
     "HUB_LAG",
+    "HUB_BAD_ENTRIES",
     "MinuteStats",
     "STATS",
     "record_completion",
+    "record_refusal",
+    "ACTIONS_REFUSED",
     "record_provider_request",
     "sample_queue",
 ]
@@ -84,11 +87,18 @@ PROVIDER_SECONDS = Histogram(
 INPUT_TOKENS = Counter("switchboard_llm_input_tokens", "Input tokens per feature and model", ["feature", "model"])
 OUTPUT_TOKENS = Counter("switchboard_llm_output_tokens", "Output tokens per feature and model", ["feature", "model"])
 
+ACTIONS_REFUSED = Counter(
+    "switchboard_ai_actions_refused", "AI actions the worker's access re-check refused (not completions)", ["feature"]
+)
+
 # Web process.
 ACTIONS_ENQUEUED = Counter("switchboard_ai_actions_enqueued", "aiAction mutations accepted and enqueued", ["feature"])
 SUBSCRIPTIONS = Gauge("switchboard_subscriptions_active", "GraphQL subscriptions this web process serves")
 WEBSOCKETS = Gauge("switchboard_websocket_connections", "Open websocket connections of this web process")
 HUB_LAG = Gauge("switchboard_hub_lag_seconds", "Age of the newest message the hub dispatched, when it did")
+HUB_BAD_ENTRIES = Counter(
+    "switchboard_hub_bad_entries", "Entries of the shared message stream the hub could not read and skipped"
+)
 
 # Queue (sampled on a timer by every process) and the worker's own jobs.
 QUEUE_DEPTH = Gauge("switchboard_queue_depth", "Jobs in the queue (waiting, deferred or running)")
@@ -146,6 +156,12 @@ def record_completion(feature: str, *, ok: bool, seconds: float) -> None:
     if seconds <= APDEX_THRESHOLD_S:
         APDEX_SUCCESS.labels(feature).inc()
         STATS.add(f"apdex_ok:{feature}")
+
+
+def record_refusal(feature: str) -> None:
+    """The worker's re-check refused an action: answered with a refusal, outside the completion SLI."""
+    ACTIONS_REFUSED.labels(feature).inc()
+    STATS.add("refused")
 
 
 def record_provider_request(provider: str, model: str, outcome: str, seconds: float) -> None:

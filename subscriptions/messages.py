@@ -43,11 +43,19 @@ class AiMessage:
 
     @classmethod
     def from_wire(cls, data: dict[str, object], cursor: str | None = None) -> AiMessage:
-        errors = data.get("errors") or ()
-        return cls(**{**data, "errors": tuple(errors), "cursor": cursor})  # type: ignore[arg-type]
+        """The published form read back; fields this version does not know (a newer publisher's, during a
+        rolling deploy) are ignored. Raises TypeError or ValueError when it is no message at all."""
+        if not isinstance(data, dict):
+            raise TypeError(f"a message is a JSON object, not {type(data).__name__}")
+        known = {name: value for name, value in data.items() if name in _WIRE_FIELD_SET}
+        errors = known.get("errors") or ()
+        if not isinstance(errors, list | tuple):
+            raise TypeError("errors is not a list")
+        return cls(**{**known, "errors": tuple(errors), "cursor": cursor})  # type: ignore[arg-type]
 
 
 _WIRE_FIELDS = tuple(f.name for f in fields(AiMessage) if f.name != "cursor")
+_WIRE_FIELD_SET = frozenset(_WIRE_FIELDS)
 
 
 def route_id(

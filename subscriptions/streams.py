@@ -9,22 +9,21 @@ request's final marker first and publishes nothing when it was already set.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 from collections.abc import Sequence
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from core import keys
 from core.errors import InvalidInput
+from core.redis import LuaScript
 from core.settings import Settings
 from subscriptions.messages import AiMessage
 
 __all__ = ["Publisher", "replay", "parse_cursor", "after_cursor"]
 
-_PUBLISH = """
+_PUBLISH = LuaScript("""
 if ARGV[6] == '1' then
   if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[7]) then return false end
 end
@@ -34,7 +33,9 @@ for i = 3, #KEYS do
   redis.call('EXPIRE', KEYS[i], ARGV[5])
 end
 return id
-"""
+""")
+
+_Call = tuple[tuple[str, ...], tuple[object, ...]]  # (keys, args) of one _PUBLISH
 
 _CURSOR = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 
@@ -51,9 +52,8 @@ class Publisher:
 
     def __init__(self, redis: Redis, *, route_maxlen: int, firehose_maxlen: int, replay_ttl_s: int) -> None:
         self._redis = redis
-        self._sha = hashlib.sha1(_PUBLISH.encode()).hexdigest()
         self._limits = (str(firehose_maxlen), str(route_maxlen), str(replay_ttl_s))
-        self._pending: list[tuple[tuple[object, ...], asyncio.Future[object]]] = []
+        self._pending: list[tuple[_Call, asyncio.Future[object]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, message: AiMessage, routes: Sequence[str], *, final: bool = False) -> str | None:
@@ -61,19 +61,10 @@ class Publisher:
         if not routes:
             raise ValueError("a message needs at least one route")
         firehose_maxlen, route_maxlen, ttl = self._limits
-        call = (
-            2 + len(routes),
-            keys.FIREHOSE,
-            keys.final(message.request_id),
-            *(keys.route(r) for r in routes),
-            orjson.dumps(message.to_wire()),
-            ",".join(routes),
-            firehose_maxlen,
-            route_maxlen,
-            ttl,
-            "1" if final else "0",
-            str(keys.FINAL_TTL_S),
-        )
+        call_keys = (keys.FIREHOSE, keys.final(message.request_id), *(keys.route(r) for r in routes))
+        call_args = (orjson.dumps(message.to_wire()), ",".join(routes), firehose_maxlen, route_maxlen, ttl,
+                     "1" if final else "0", str(keys.FINAL_TTL_S))
+        call: _Call = (call_keys, call_args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
         self._pending.append((call, future))
@@ -86,7 +77,7 @@ class Publisher:
         while self._pending:
             batch, self._pending = self._pending[: self._BATCH], self._pending[self._BATCH :]
             try:
-                results = await self._run([call for call, _ in batch])
+                results = await _PUBLISH.run_many(self._redis, [call for call, _ in batch])  # one round trip
             except BaseException as exc:  # hand the failure to every waiting publisher, then go on
                 for _, future in batch:
                     if not future.done():
@@ -101,19 +92,6 @@ class Publisher:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-
-    async def _run(self, calls: list[tuple[object, ...]]) -> list[object]:
-        """EVALSHA each call in one pipeline; load the script once if Redis does not know it yet."""
-        for attempt in range(2):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for call in calls:
-                    pipe.evalsha(self._sha, *call)
-                results = await pipe.execute(raise_on_error=False)
-            if attempt == 0 and any(isinstance(r, NoScriptError) for r in results):
-                await self._redis.script_load(_PUBLISH)
-                continue
-            return results
-        return results
 
     @classmethod
     def for_settings(cls, redis: Redis, settings: Settings) -> Publisher:

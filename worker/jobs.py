@@ -23,7 +23,7 @@ from arq import Retry
 from core.actions import ActionRecord
 from core.errors import ProviderError, user_facing_text
 from core.logs import EXPANDED_FLAG, expanded_logging
-from core.metrics import record_completion
+from core.metrics import record_completion, record_refusal
 from worker.deps import Deps, build_deps
 from worker.pipeline import execute, publish_failure
 
@@ -60,7 +60,7 @@ async def run_action(ctx: dict[str, Any], record_json: str) -> str:
         return "gave up"
     try:
         with expanded_logging(record.flags.get(EXPANDED_FLAG, False)):
-            await execute(deps, record, attempt=job_try - 1)
+            outcome = await execute(deps, record, attempt=job_try - 1)
     except asyncio.CancelledError:
         raise
     except ProviderError as exc:
@@ -79,12 +79,16 @@ async def run_action(ctx: dict[str, Any], record_json: str) -> str:
         await publish_failure(deps, record, user_facing_text(exc))
         _ended(record, ok=False)
         return "failed"
-    _ended(record, ok=True)
-    return "answered"
+    if outcome == "refused":  # an answer, but no completion: the SLI does not count it
+        record_refusal(record.feature)
+    elif outcome == "answered":
+        _ended(record, ok=True)
+    return outcome
 
 
 def _ended(record: ActionRecord, *, ok: bool) -> None:
-    """The completion SLI (`core.metrics`): counted once per request, when its final message went out."""
+    """The completion SLI (`core.metrics`): counted once per request, when its final message went out
+    (a refusal is not a completion, and a run that found the final published already counts nothing)."""
     record_completion(record.feature, ok=ok, seconds=time.time() - record.enqueued_at)
 
 

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from core import keys
 from core.metrics import STATS, sample_queue
-from core.redis import connect, embedded_redis_running, redis_url
+from core.redis import connect, embedded_redis_running, embedded_socket_url
 from core.settings import Settings
 
 __all__ = ["Monitor", "INTERVAL_S", "HEALTH_CHECK_INTERVAL_S", "serve_metrics", "check_health"]
@@ -99,7 +99,7 @@ async def check_health(settings: Settings) -> tuple[bool, str]:
     """arq's health-check key of the queue (written by a live worker every `HEALTH_CHECK_INTERVAL_S`)."""
     if settings.redis_url is None and not embedded_redis_running(settings.data_dir):
         return False, f"the embedded Redis under {settings.data_dir} is not running"
-    redis = connect(redis_url(settings.redis_url, settings.data_dir), max_connections=1)
+    redis = connect(settings.redis_url or embedded_socket_url(settings.data_dir), max_connections=1)
     try:
         value = await redis.get(keys.QUEUE + health_check_key_suffix)
     except (OSError, RedisError) as exc:

@@ -6,6 +6,12 @@ is tried in the same run. Each call is guarded by its model's circuit breaker an
 timeout (the feature's, unless the prompt or `SWITCHBOARD_LLM_TIMEOUT_S` says otherwise), counted from the
 start and again after every chunk, so a long answer that keeps streaming is never cut. No arq and no retry
 policy here: errors propagate to `worker.jobs`, which decides.
+
+Redis may go away mid-request. Chunks are best effort: after a chunk could not be published, the call
+publishes no more chunks (so the chunk ids a subscriber saw stay contiguous) and streams on. The final
+message is kept and its publication retried with backoff until Redis answers, for up to
+`FINAL_PUBLISH_PATIENCE_S`; its exactly-once guard makes a retry of a publish that did go out harmless.
+Token usage is recorded alongside the final message and never fails the request.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import asyncio
 import logging
 import time
 from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal, TypeVar
 
 from catalogue import Feature, ModelDefinition, Prompt, get_feature
 from catalogue.selection import models_to_call, resolve_model
@@ -26,6 +34,7 @@ from core.errors import (
     ProviderTimeout,
 )
 from core.logs import expanded
+from core.redis import REDIS_UNAVAILABLE
 from core.metrics import (
     FIRST_CHUNK_SECONDS,
     INPUT_TOKENS,
@@ -39,11 +48,18 @@ from worker.llm import Completion, Message, Usage
 from worker.prompt_variables import prompt_variables
 from worker.usage import estimated_usage, record_usage
 
-__all__ = ["execute", "publish_failure", "user_text", "build_completion"]
+__all__ = ["execute", "publish_failure", "user_text", "build_completion", "Outcome", "FINAL_PUBLISH_PATIENCE_S"]
 
 log = logging.getLogger(__name__)
 
 _DEFAULT_MAX_TOKENS = 2048
+# How long a finished request waits for Redis to come back to publish its final message.
+FINAL_PUBLISH_PATIENCE_S = 120.0
+
+# How a request ended: its answer went out, access was refused (an answer, not a completion), or another
+# run of the job had published its final already.
+Outcome = Literal["answered", "refused", "answered before"]
+_T = TypeVar("_T")
 
 
 def user_text(feature: Feature, record: ActionRecord) -> str:
@@ -91,7 +107,7 @@ class _Call:
     first_chunk_s: float | None = None
 
 
-async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0) -> None:
+async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0) -> Outcome:
     feature = get_feature(record.feature)
     verdict = await deps.gate.recheck(deps.sessions, record)
     choice = resolve_model(
@@ -99,8 +115,8 @@ async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0) -> None
         flags=record.flags, default_model=deps.settings.default_model, secrets=deps.secrets,
     ) if verdict else None
     if choice is None or choice.model is None:  # refused, or the feature's provider is disabled by the admin
-        await _publish_final(deps, record, feature, AiMessage(record.request_id, "assistant", errors=(AI_NOT_PERMITTED,)))
-        return
+        refusal = AiMessage(record.request_id, "assistant", errors=(AI_NOT_PERMITTED,))
+        return "refused" if await _publish_final(deps, record, feature, refusal) else "answered before"
     variables = await prompt_variables(deps.sessions, feature, record)
     models = models_to_call(deps.catalogue, feature, choice, mock=deps.settings.use_mock_model)
     call = await _answer(deps, feature, record, models, variables, attempt)
@@ -113,20 +129,37 @@ async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0) -> None
         thread_id=record.thread_id,
     )
     usage = call.usage or Usage(0, 0, estimated=True)
-    async with asyncio.TaskGroup() as group:  # two round trips at once
-        final = group.create_task(_publish_final(deps, record, feature, answer))
-        group.create_task(record_usage(deps.redis, record.request_id, call.model.identifier, usage, selected=choice.model.identifier))
+    published = await _publish_answer(deps, record, feature, answer, call.model.identifier, usage,
+                                      selected=choice.model.identifier)
     INPUT_TOKENS.labels(feature.key, call.model.identifier).inc(usage.input_tokens)
     OUTPUT_TOKENS.labels(feature.key, call.model.identifier).inc(usage.output_tokens)
-    if final.result():
-        log.info(
-            "completion_service_performed",
-            extra={"request_id": record.request_id, "feature": feature.key, "model": call.model.identifier,
-                   "selected_model": choice.model.identifier, "selected_by": choice.source,
-                   "stale_choices": list(choice.stale), "provider": call.model.provider, "duration_s": round(time.perf_counter() - call.started, 4),
-                   "first_chunk_s": call.first_chunk_s, "input_tokens": usage.input_tokens,
-                   "output_tokens": usage.output_tokens, "tokens_estimated": usage.estimated},
-        )
+    if not published:
+        return "answered before"
+    log.info(
+        "completion_service_performed",
+        extra={"request_id": record.request_id, "feature": feature.key, "model": call.model.identifier,
+               "selected_model": choice.model.identifier, "selected_by": choice.source,
+               "stale_choices": list(choice.stale), "provider": call.model.provider, "duration_s": round(time.perf_counter() - call.started, 4),
+               "first_chunk_s": call.first_chunk_s, "input_tokens": usage.input_tokens,
+               "output_tokens": usage.output_tokens, "tokens_estimated": usage.estimated},
+    )
+    return "answered"
+
+
+async def _publish_answer(
+    deps: Deps, record: ActionRecord, feature: Feature, answer: AiMessage, model: str, usage: Usage, *, selected: str
+) -> bool:
+    """The final message and the token usage, two round trips at once. A usage record that fails is logged;
+    it never turns the answer into an error."""
+
+    async def recorded() -> None:
+        try:
+            await record_usage(deps.redis, answer.request_id, model, usage, selected=selected)
+        except Exception as exc:
+            log.warning("usage_not_recorded", extra={"request_id": answer.request_id, "error": type(exc).__name__})
+
+    published, _ = await asyncio.gather(_publish_final(deps, record, feature, answer), recorded())
+    return published
 
 
 async def _answer(
@@ -164,6 +197,7 @@ async def _stream(
     log.info("performing_request", extra={**context, **expanded(
         user_input=completion.user_text, prompt=completion.messages)})  # dataclasses: JSON objects
     loop = asyncio.get_running_loop()
+    chunks_lost = False
     try:
         with deps.circuits.for_model(model.identifier, model.provider).guard():
             try:
@@ -176,10 +210,15 @@ async def _stream(
                         if call.first_chunk_s is None:
                             call.first_chunk_s = round(time.perf_counter() - call.started, 4)
                             FIRST_CHUNK_SECONDS.labels(feature.key).observe(call.first_chunk_s)
-                        if chunk_routes:
+                        if chunk_routes and not chunks_lost:
                             chunk = AiMessage(record.request_id, "assistant", content=event, chunk_id=len(call.parts),
                                               thread_id=record.thread_id)
-                            await deps.publisher.publish(chunk, chunk_routes)
+                            try:
+                                await deps.publisher.publish(chunk, chunk_routes)
+                            except REDIS_UNAVAILABLE as exc:  # the final message carries the whole answer
+                                chunks_lost = True
+                                log.warning("chunks_not_published", extra={**context, "error": type(exc).__name__,
+                                                                           "chunks": len(call.parts)})
                         deadline.reschedule(loop.time() + completion.timeout_s)
             except TimeoutError as exc:
                 raise ProviderTimeout(model.provider, f"no chunk within {completion.timeout_s} s") from exc
@@ -203,12 +242,31 @@ async def publish_failure(deps: Deps, record: ActionRecord, text: str) -> None:
 
 
 async def _publish_final(deps: Deps, record: ActionRecord, feature: Feature, message: AiMessage) -> bool:
+    """Publish the request's final message, waiting for Redis when it is away; False when another run of
+    the job had published it."""
     routes = _routes(record, feature).final()
     if not routes:  # an internal feature without resource or chat route (categorize_question): nobody listens
         return True
-    cursor = await deps.publisher.publish(message, routes, final=True)
+    cursor = await _once_redis_answers(lambda: deps.publisher.publish(message, routes, final=True), record)
     if cursor is None:
         return False
     if feature.cache_response:
-        await history.append(deps.redis, record.user_id, message)
+        await _once_redis_answers(lambda: history.append(deps.redis, record.user_id, message), record)
     return True
+
+
+async def _once_redis_answers(operation: Callable[[], Awaitable[_T]], record: ActionRecord) -> _T:
+    """Run `operation`, again with backoff while Redis is unreachable, for up to `FINAL_PUBLISH_PATIENCE_S`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + FINAL_PUBLISH_PATIENCE_S
+    backoff = 0.1
+    while True:
+        try:
+            return await operation()
+        except REDIS_UNAVAILABLE as exc:
+            if loop.time() + backoff > deadline:
+                raise
+            log.warning("final_publish_waiting_for_redis", extra={"request_id": record.request_id,
+                                                                 "error": type(exc).__name__, "retry_in_s": backoff})
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)

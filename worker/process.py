@@ -29,7 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import keys
 from core.metrics import JOBS_HANDED_BACK, JOBS_IN_FLIGHT
-from core.redis import connect, redis_url
+from core.redis import SOCKET_TIMEOUT_S, connect, redis_url
 from core.settings import Settings
 from worker.deps import build_deps
 from worker.jobs import MAX_TRIES, run_action
@@ -157,7 +157,9 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
     options: dict[str, Any] = dict(
         functions=[func(run_action, name=keys.JOB_NAME, timeout=settings.job_timeout_s, max_tries=MAX_TRIES + 1)],
         queue_name=keys.QUEUE,
-        redis_pool=connect(url, max_connections=settings.redis_max_connections),
+        # the idle worker's BLPOP on the wake-up list blocks for up to `poll_delay_s` on this pool
+        redis_pool=connect(url, max_connections=settings.redis_max_connections,
+                           socket_timeout=SOCKET_TIMEOUT_S + settings.poll_delay_s),
         max_jobs=settings.worker_max_jobs,
         poll_delay=settings.poll_delay_s,
         keep_result=60,

@@ -19,11 +19,12 @@ from core.errors import (
     RESOURCE_NOT_AVAILABLE,
     AccessDenied,
     InvalidInput,
+    ServiceUnavailable,
 )
 from core.ids import GlobalID, new_request_id
 from core.logs import EXPANDED_FLAG, expanded
 from core.metrics import ACTIONS_ENQUEUED
-from core.redis import enqueue_action
+from core.redis import REDIS_UNAVAILABLE, enqueue_action
 from subscriptions import history
 from subscriptions.messages import AiMessage, RequestRoutes
 from subscriptions.scalars import AiConversationThreadID
@@ -113,9 +114,13 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -
         platform_origin=_short_text(data.platform_origin, "platformOrigin"),
         flags=flags,
     )
-    if feature.ai_action is not None:
-        await _echo_user_message(context, feature, record)
-    await _dispatch(services, record)
+    try:
+        if feature.ai_action is not None:
+            await _echo_user_message(context, feature, record)
+        await _dispatch(services, record)
+    except REDIS_UNAVAILABLE as exc:  # a clear, retryable answer rather than a masked internal error
+        log.warning("ai_action_unavailable", extra={"request_id": record.request_id, "error": type(exc).__name__})
+        raise ServiceUnavailable() from exc
     return AiActionPayload(client_mutation_id=data.client_mutation_id, request_id=record.request_id, thread_id=record.thread_id)
 
 

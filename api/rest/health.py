@@ -1,5 +1,6 @@
 """Health endpoints (SPEC §10): `/-/health` and `/-/liveness` (the process serves requests),
-`/-/readiness` (Redis and the database reachable, the schema at the newest migration).
+`/-/readiness` (Redis and the database reachable, the schema at the newest migration, the fan-out hub
+running: without it no subscriber of this process receives anything).
 
 Readiness also reports the workers whose heartbeat (`keys.WORKERS`) is recent, for operators; a web process
 with no worker is still ready (requests queue up and are answered once a worker starts).
@@ -60,6 +61,7 @@ async def _readiness(request: Request) -> JSONResponse:
         checks["migrations"] = "ok" if applied else "failed: pending migrations (run `switchboard db upgrade`)"
     except Exception as exc:
         checks["database"] = f"failed: {type(exc).__name__}"
+    checks["hub"] = "ok" if services.hub.running else "failed: the fan-out hub is not running"
     ok = all(value == "ok" for value in checks.values())
     body: dict[str, object] = {"status": "ok" if ok else "failed", "checks": checks}
     if checks["redis"] == "ok":

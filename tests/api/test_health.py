@@ -3,6 +3,7 @@ schema is migrated; it reports live workers; liveness and health always answer; 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -49,7 +50,7 @@ async def test_readiness_checks_redis_database_and_migrations(http: httpx.AsyncC
     response = await http.get("/-/readiness")
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["checks"] == {"redis": "ok", "database": "ok", "migrations": "ok"}
+    assert body["checks"] == {"redis": "ok", "database": "ok", "migrations": "ok", "hub": "ok"}
     assert body["workers"] == 0
     await redis.hset(keys.WORKERS, mapping={"live:1": orjson.dumps({"beat": time.time(), "jobs": 2}),
                                             "gone:2": orjson.dumps({"beat": time.time() - 600, "jobs": 0})})
@@ -76,6 +77,16 @@ async def test_readiness_fails_without_redis(settings: Settings) -> None:
         assert response.status_code == 503
         assert response.json()["checks"]["redis"].startswith("failed")
         await services.redis.aclose()
+
+
+async def test_readiness_fails_when_the_hub_no_longer_runs(http: httpx.AsyncClient) -> None:
+    """Without its hub no subscriber of the process receives anything: the process is not ready."""
+    [hub_task] = [task for task in asyncio.all_tasks() if task.get_name() == "switchboard-hub"]
+    hub_task.cancel()
+    await asyncio.gather(hub_task, return_exceptions=True)
+    response = await http.get("/-/readiness")
+    assert response.status_code == 503
+    assert response.json()["checks"]["hub"] == "failed: the fan-out hub is not running"
 
 
 async def test_metrics_endpoint_speaks_prometheus(http: httpx.AsyncClient) -> None:

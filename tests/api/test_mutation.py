@@ -12,9 +12,11 @@ from api.graphql.schema import build_schema
 from api.services import Services, open_services
 from core import keys
 from core.errors import RESOURCE_NOT_AVAILABLE
+from core.redis import connect
 from core.settings import Settings
 from subscriptions.messages import route_id
-from subscriptions.streams import replay
+from subscriptions.streams import Publisher, replay
+from tests._redis import free_port
 from worker.jobs import InlineRunner
 
 ACTION = "mutation($input: AiActionInput!) { aiAction(input: $input) { requestId errors clientMutationId } }"
@@ -127,3 +129,35 @@ async def test_refusals_are_answers_not_logged_errors(services: Services, seeded
     _, errors = await run(services, seeded["users"]["alice"]["token"], {"summarizeComments": {"resourceId": secret}})
     assert errors and secret in errors[0]
     assert secret not in caplog.text and "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("input", "rate_limit"),
+    [
+        pytest.param({"chat": {"content": "hi"}}, 0, id="chat-echo"),
+        pytest.param({"explainCode": {"resourceId": "PROJECT", "code": "x = 1"}}, 0, id="enqueue"),
+        pytest.param({"chat": {"content": "hi"}}, 100, id="rate-limit-check"),
+    ],
+)
+async def test_while_redis_is_unreachable_ai_action_says_so(
+    services: Services, seeded: dict, input: dict, rate_limit: int
+) -> None:
+    unreachable = connect(f"redis://127.0.0.1:{free_port()}/0", max_connections=2)
+    services.redis, services.publisher = unreachable, Publisher.for_settings(unreachable, services.settings)
+    services.settings = services.settings.model_copy(update={"ai_action_rate_limit": rate_limit})
+    if "explainCode" in input:
+        input["explainCode"]["resourceId"] = seeded["projects"]["gitlab-duo/test"]
+    principal = await _principal(services, seeded["users"]["alice"]["token"])
+    try:
+        result = await SCHEMA.execute(ACTION, variable_values={"input": input},
+                                      context_value=Context(None, None, services, principal))  # type: ignore[arg-type]
+    finally:
+        await unreachable.aclose()
+    [error] = result.errors or []
+    assert error.message == "The service is temporarily unavailable; try again."  # not a masked internal error
+    assert error.extensions == {"code": "SERVICE_UNAVAILABLE"}
+
+
+async def _principal(services: Services, token: str):  # noqa: ANN202
+    async with services.sessions() as session:
+        return await authenticate(session, token)

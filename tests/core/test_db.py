@@ -72,3 +72,16 @@ async def test_urls_without_an_async_driver_get_one(tmp_path: Path) -> None:
     finally:
         await engine.dispose()
     assert create_engine("postgres://user@localhost/db").url.drivername == "postgresql+asyncpg"
+
+
+async def test_every_database_statement_is_bounded(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            driver = (await connection.get_raw_connection()).driver_connection
+            if engine.dialect.name == "postgresql":
+                assert driver._config.command_timeout == 30.0  # asyncpg raises TimeoutError past it
+            else:
+                assert (await connection.execute(text("PRAGMA busy_timeout"))).scalar() == 5000
+    finally:
+        await engine.dispose()

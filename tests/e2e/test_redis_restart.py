@@ -60,6 +60,12 @@ class PrivateRedis:
             self.process.terminate()  # saves its data on the way out
             self.process.wait(10)
 
+    def crash(self) -> None:
+        """Die without saving: what was written since the last save (here: since the start) is lost."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
 
 def start_sentinel(directory: Path, master_port: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
@@ -127,6 +133,11 @@ async def test_web_and_worker_recover_from_a_redis_restart_by_themselves(small_s
     await asyncio.sleep(1.0)
     async with httpx.AsyncClient(timeout=5) as http:
         assert (await http.get(f"{small_stack['url']}/-/readiness")).status_code == 503
+        user = small_stack["seed"]["users"]["alice"]
+        refused = await post(small_stack["url"], user["token"], ACTION, {"input": {"chat": {"content": "while down"}}})
+        assert [(e["message"], e["extensions"]) for e in refused["errors"]] == [
+            ("The service is temporarily unavailable; try again.", {"code": "SERVICE_UNAVAILABLE"})
+        ]
         small_stack["redis"].start()
         deadline = time.monotonic() + 20
         while (await http.get(f"{small_stack['url']}/-/readiness")).status_code != 200:
@@ -144,3 +155,28 @@ async def test_web_and_worker_recover_from_a_redis_restart_by_themselves(small_s
     else:
         raise AssertionError(f"no answer after the restart: {last_error!r}")
     assert small_stack["web"].poll() is None and small_stack["worker"].poll() is None  # never restarted
+
+
+async def test_a_request_streaming_when_redis_crashes_gets_its_final_once_redis_is_back(small_stack: dict) -> None:
+    """Redis dies mid-stream and loses everything (the job included): the worker keeps the answer and
+    publishes the final message once Redis answers again; the subscriber receives it."""
+    user = small_stack["seed"]["users"]["alice"]
+    sub = f"sub-{uuid.uuid4()}"
+    words = " ".join(f"w{i}" for i in range(1, 31))
+    socket = await GraphQLSocket.connect(small_stack["url"].replace("http", "ws") + "/api/graphql", user["token"])
+    try:
+        op = await socket.subscribe({"userId": user["gid"], "aiAction": "CHAT", "clientSubscriptionId": sub})
+        content = f'<response chunk_delay_ms="100">{words}</response>'
+        result = await post(small_stack["url"], user["token"], ACTION, {"input": {"chat": {"content": content}, "clientSubscriptionId": sub}})
+        assert result.get("data") and result["data"]["aiAction"]["errors"] == [], result
+        first = await socket.message(op)
+        assert first["chunkId"] == 1
+        small_stack["redis"].crash()
+        await asyncio.sleep(1.0)
+        small_stack["redis"].start()
+        messages = [first, *await socket.until_final(op, timeout=60)]
+    finally:
+        await socket.close()
+    chunks, final = messages[:-1], messages[-1]
+    assert [m["chunkId"] for m in chunks] == list(range(1, len(chunks) + 1))  # no gap: chunks stopped
+    assert final["content"] == words and final["errors"] == []

@@ -8,8 +8,13 @@ import signal
 import time
 import uuid
 
+import httpx
+import orjson
 import pytest
+from redis import Redis as SyncRedis
 
+from core import keys
+from subscriptions.messages import AiMessage, route_id
 from tests._client import GraphQLSocket, post
 from tests._stack import LEASE_S, Stack
 
@@ -173,6 +178,35 @@ async def test_a_worker_killed_mid_stream_is_replaced_and_the_request_still_ends
     assert recovered_in < 30
     await asyncio.sleep(1.0)
     assert socket.pending(op) == 0  # exactly one final message
+    await socket.close()
+
+
+async def test_malformed_entries_on_the_shared_stream_do_not_silence_subscribers(stack: Stack) -> None:
+    """Entries the hub cannot read (a newer worker's during a rolling deploy, or garbage) are skipped and
+    counted; the web process's other subscribers go on receiving, and it stays ready."""
+    sub, other = csid(), csid()
+    socket = await GraphQLSocket.connect(stack.ws_url, stack.token("alice"))
+    op = await socket.subscribe({"userId": stack.gid("alice"), "aiAction": "CHAT", "clientSubscriptionId": sub}, settle_s=0)
+    watcher = await socket.subscribe({"userId": stack.gid("alice"), "aiAction": "CHAT", "clientSubscriptionId": other})
+    routes = ",".join(route_id(stack.gid("alice"), ai_action="chat", client_subscription_id=s) for s in (sub, other))
+    redis = SyncRedis.from_url(stack.env["REDIS_URL"])
+    try:
+        for bad in ({"r": routes, "m": b"{not json"}, {"r": routes, "m": b'{"role": "assistant"}'}, {"r": routes}):
+            redis.xadd(keys.FIREHOSE, bad)
+        newer = {**AiMessage("from-a-newer-worker", "assistant", content="hello").to_wire(), "new_field": 1}
+        redis.xadd(keys.FIREHOSE, {"r": routes, "m": orjson.dumps(newer)})
+    finally:
+        redis.close()
+    assert (await socket.message(watcher))["requestId"] == "from-a-newer-worker"  # unknown fields are ignored
+    assert (await socket.message(op))["content"] == "hello"
+
+    await ask(stack, "alice", {"chat": {"content": "still there"}, "clientSubscriptionId": sub})
+    assert (await socket.until_final(op))[-1]["content"] == "echo: still there"
+    async with httpx.AsyncClient(base_url=stack.url, timeout=5) as http:
+        assert (await http.get("/-/readiness")).json()["checks"]["hub"] == "ok"
+        metrics = (await http.get("/metrics")).text
+    skipped = [line for line in metrics.splitlines() if line.startswith("switchboard_hub_bad_entries_total ")]
+    assert skipped and float(skipped[0].split()[1]) >= 3
     await socket.close()
 
 

@@ -3,10 +3,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from arq.connections import ArqRedis
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from core import keys
 from subscriptions.hub import Hub, SubscriberOverflow
 from subscriptions.messages import AiMessage, route_id
 from subscriptions.streams import Publisher
@@ -78,3 +81,49 @@ async def test_the_hub_uses_one_connection_for_any_number_of_subscribers(hub: Hu
     assert len(await redis.client_list()) == before
     for subscriber in subscribers:
         hub.unsubscribe(subscriber)
+
+
+BAD_ENTRIES = [
+    pytest.param({"r": ROUTE_A, "m": b"not json"}, id="not-json"),
+    pytest.param({"r": ROUTE_A, "m": b"[1, 2]"}, id="not-an-object"),
+    pytest.param({"r": ROUTE_A, "m": b'{"role": "assistant"}'}, id="no-request-id"),
+    pytest.param({"r": ROUTE_A, "m": b'{"request_id": "x", "role": "assistant", "errors": 3}'}, id="errors-not-a-list"),
+    pytest.param({"r": ROUTE_A}, id="no-message"),
+    pytest.param({"m": b'{"request_id": "x", "role": "assistant"}'}, id="no-routes"),
+]
+
+
+@pytest.mark.parametrize("entry", BAD_ENTRIES)
+async def test_a_bad_entry_is_skipped_and_counted_and_the_hub_reads_on(
+    hub: Hub, redis: ArqRedis, entry: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    subscriber = hub.subscribe(ROUTE_A)
+    skipped = REGISTRY.get_sample_value("switchboard_hub_bad_entries_total") or 0.0
+    await redis.xadd(keys.FIREHOSE, entry)
+    await publisher(redis).publish(AiMessage("r1", "assistant", content="after the bad one"), [ROUTE_A])
+    [message] = await asyncio.wait_for(take(subscriber, 1), 3)
+    assert message.content == "after the bad one" and hub.running
+    assert REGISTRY.get_sample_value("switchboard_hub_bad_entries_total") == skipped + 1
+    assert "hub skipped entry" in caplog.text and "assistant" not in caplog.text  # the content is not logged
+
+
+async def test_a_message_with_fields_this_version_does_not_know_is_delivered(hub: Hub, redis: ArqRedis) -> None:
+    """A newer worker, during a rolling deploy, publishes a field this web process does not know."""
+    subscriber = hub.subscribe(ROUTE_A)
+    wire = {**AiMessage("r1", "assistant", content="hi").to_wire(), "added_in_a_later_version": [1]}
+    await redis.xadd(keys.FIREHOSE, {"r": ROUTE_A, "m": orjson.dumps(wire)})
+    [message] = await asyncio.wait_for(take(subscriber, 1), 3)
+    assert message.content == "hi" and message.request_id == "r1"
+
+
+async def test_the_hub_reports_when_it_no_longer_runs(redis_url: str) -> None:
+    client = Redis.from_url(redis_url, single_connection_client=True)
+    hub = Hub(client, block_ms=200)
+    assert not hub.running
+    task = asyncio.create_task(hub.run())
+    await hub.wait_ready()
+    assert hub.running
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert not hub.running
+    await client.aclose()

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import delete
 
 from access import flags
@@ -30,14 +31,17 @@ def summarize(resource: str = "gid://gitlab/Issue/1", user_id: int = 2) -> Actio
     return ActionRecord(request_id=new_request_id(), feature="summarize_comments", user_id=user_id, resource=resource)
 
 
-async def _run(settings: Settings, record: ActionRecord, change: Callable[[Any], Awaitable[Any]] | None = None) -> list:
+async def _run(
+    settings: Settings, record: ActionRecord, change: Callable[[Any], Awaitable[Any]] | None = None,
+    outcome: str = "answered",
+) -> list:
     redis = connect(settings.redis_url or "")
     deps = build_deps(settings, redis)
     try:
         if change is not None:
             async with deps.sessions() as session, session.begin():
                 await change(session)
-        assert await run_action({"deps": deps, "job_try": 1}, record.model_dump_json()) == "answered"
+        assert await run_action({"deps": deps, "job_try": 1}, record.model_dump_json()) == outcome
         return await replay(redis, route_id(ALICE, resource_gid=record.resource), (0, 0))
     finally:
         await deps.close()
@@ -61,8 +65,17 @@ async def test_an_allowed_action_is_answered(settings: Settings, seeded: dict) -
 async def test_what_changed_since_enqueue_ends_the_request_without_a_model_call(
     settings: Settings, seeded: dict, change: Callable[[Any], Awaitable[Any]]
 ) -> None:
-    (final,) = await _run(settings, summarize(), change)
+    completions = _sample("gitlab_sli_llm_completion_total")
+    refused = _sample("switchboard_ai_actions_refused_total")
+    (final,) = await _run(settings, summarize(), change, outcome="refused")
     assert final.errors == (AI_NOT_PERMITTED,) and final.content is None
+    # A refusal is an answer, not a completion: the llm_completion SLI does not count it (neither way).
+    assert _sample("gitlab_sli_llm_completion_total") == completions
+    assert _sample("switchboard_ai_actions_refused_total") == refused + 1
+
+
+def _sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name, {"feature": "summarize_comments"}) or 0.0
 
 
 async def test_the_recheck_reads_fresh_state_per_database(settings: Settings, seeded: dict) -> None:

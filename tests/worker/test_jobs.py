@@ -7,6 +7,7 @@ import time
 
 import pytest
 from arq.constants import in_progress_key_prefix
+from prometheus_client import REGISTRY
 
 from access.admin.seed import seed  # noqa: F401 - seeded fixture comes from tests._services
 from core import keys
@@ -126,3 +127,19 @@ async def test_a_running_job_holds_a_short_lease_that_its_worker_renews(settings
         await worker.close()
         await redis.aclose()
     assert [m.content for m in await stream(settings) if m.final] == ["slow"]
+
+
+async def test_a_usage_record_that_fails_does_not_turn_the_answer_into_an_error(settings: Settings, seeded: dict) -> None:
+    redis = connect(settings.redis_url or "")
+    deps = build_deps(settings, redis)
+    record = chat("answered anyway")
+    await redis.set(keys.usage(record.request_id), "not a hash")  # HSET fails with WRONGTYPE
+    errors = REGISTRY.get_sample_value("gitlab_sli_llm_completion_error_total", {"feature": "chat"}) or 0.0
+    try:
+        assert await run_action({"deps": deps, "job_try": 1}, record.model_dump_json()) == "answered"
+    finally:
+        await deps.close()
+        await redis.aclose()
+    finals = [m for m in await stream(settings) if m.final]
+    assert [(m.content, m.errors) for m in finals] == [("echo: answered anyway", ())]
+    assert (REGISTRY.get_sample_value("gitlab_sli_llm_completion_error_total", {"feature": "chat"}) or 0.0) == errors
