@@ -106,7 +106,9 @@ def _cost_error(document: DocumentNode, limits: DocumentLimits) -> GraphQLError 
                 elif isinstance(node, FragmentSpreadNode):
                     name = node.name.value
                     fragment = fragments.get(name)
-                    if fragment is not None and name not in seen:  # unknown or cyclic spreads: validation says so
+                    if fragment is None:  # graphql-core's message; strawberry's depth rule fails on it (KeyError)
+                        return GraphQLError(f"Unknown fragment '{name}'.", node)
+                    if name not in seen:  # a cycle is validation's to report
                         pending.append((fragment.selection_set, seen | {name}))
     return None
 
@@ -138,10 +140,17 @@ class DocumentGuard(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        entry = self._entry
-        if entry is not None and context.pre_execution_errors is None and context.validation_rules:
-            if entry.errors is None:
-                entry.errors = validate_document(context.schema._schema, entry.document, context.validation_rules)
-                self.cache.put(context.query or "", entry)
-            context.pre_execution_errors = list(entry.errors)
+        if self._entry is not None and context.pre_execution_errors is None and context.validation_rules:
+            context.pre_execution_errors = self._validated(self._entry)
         yield
+
+    def _validated(self, entry: _Entry) -> list[GraphQLError]:
+        context = self.execution_context
+        if entry.errors is None:
+            try:
+                errors = validate_document(context.schema._schema, entry.document, context.validation_rules)
+            except Exception as exc:  # a rule's bug: an unexpected error (masked, logged), never cached
+                return [GraphQLError(str(exc), original_error=exc)]
+            entry.errors = errors
+            self.cache.put(context.query or "", entry)
+        return list(entry.errors)
