@@ -52,13 +52,20 @@ class LegacySocketHandler(BaseGraphQLWSHandler[Any, Any]):
             await self.websocket.close(code=INIT_TIMEOUT_CODE, reason="Connection initialisation timeout")
 
     async def handle_message(self, message: Any) -> None:
-        payload = message.get("payload") if isinstance(message, dict) else None
-        valid = isinstance(message, dict) and isinstance(message.get("type"), str) and (
-            message["type"] not in ("start", "stop")
-            or isinstance(message.get("id"), str)
-            and (message["type"] == "stop" or isinstance(payload, dict) and isinstance(payload.get("query"), str))
-        )
-        if not valid:
+        if not _is_protocol_message(message):
             await self.websocket.close(code=_INVALID_MESSAGE_CODE, reason="Invalid message")
             return
         await super().handle_message(message)
+
+
+def _is_protocol_message(message: Any) -> bool:
+    """A graphql-ws message strawberry's handler can read: an object with a string `type`; `start` and
+    `stop` with a string `id`, `start` with a `payload` object holding a string `query`."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return False
+    if message["type"] not in ("start", "stop"):
+        return True
+    if not isinstance(message.get("id"), str):
+        return False
+    payload = message.get("payload")
+    return message["type"] == "stop" or isinstance(payload, dict) and isinstance(payload.get("query"), str)
