@@ -25,6 +25,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from api.app import create_app
+    from api.connection import guarded_protocol
     from worker.jobs import InlineRunner
 
     app = create_app(settings, InlineRunner(settings) if settings.sync_execution else None)
@@ -39,6 +40,14 @@ def _web(settings: Settings, args: argparse.Namespace) -> None:
         ws_max_size=1 << 20,
         ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=10,
+        # Connections are timed out and request heads bounded (README "Limits"); uvicorn alone only times
+        # out idle keep-alive connections.
+        http=guarded_protocol(
+            header_timeout_s=settings.http_header_timeout_s,
+            request_timeout_s=settings.http_request_timeout_s,
+            max_header_bytes=settings.max_header_bytes,
+        ),
+        timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type] - a float is fine (call_later)
     )
 
 

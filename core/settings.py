@@ -113,6 +113,31 @@ class Settings(BaseSettings):
         32, validation_alias=_env("SWITCHBOARD_REDIS_MAX_CONNECTIONS", "redis_max_connections")
     )
 
+    # Limits of the web process (README "Limits"). HTTP: the body's size (413 past it), the request head's
+    # size (431), how long a client may take to send the head (from connecting, or from the first byte of a
+    # next request) and the whole request, and how long an idle keep-alive connection stays open.
+    max_body_bytes: int = Field(8 << 20, gt=0, validation_alias=_env("SWITCHBOARD_MAX_BODY_BYTES", "max_body_bytes"))
+    max_header_bytes: int = Field(
+        64 << 10, gt=0, validation_alias=_env("SWITCHBOARD_MAX_HEADER_BYTES", "max_header_bytes")
+    )
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, validation_alias=_env("SWITCHBOARD_HTTP_HEADER_TIMEOUT_S", "http_header_timeout_s")
+    )
+    http_request_timeout_s: float = Field(
+        60.0, gt=0, validation_alias=_env("SWITCHBOARD_HTTP_REQUEST_TIMEOUT_S", "http_request_timeout_s")
+    )
+    http_keep_alive_s: float = Field(
+        5.0, gt=0, validation_alias=_env("SWITCHBOARD_HTTP_KEEP_ALIVE_S", "http_keep_alive_s")
+    )
+    # Websockets: how long a socket may stay open without `connection_init` (both protocols, closed with
+    # 4408), and how many subscriptions one user may hold at once on one web process.
+    ws_init_timeout_s: float = Field(
+        10.0, gt=0, validation_alias=_env("SWITCHBOARD_WS_INIT_TIMEOUT_S", "ws_init_timeout_s")
+    )
+    max_subscriptions_per_user: int = Field(
+        100, gt=0, validation_alias=_env("SWITCHBOARD_MAX_SUBSCRIPTIONS_PER_USER", "max_subscriptions_per_user")
+    )
+
     @property
     def database(self) -> str:
         """The SQLAlchemy URL in force: `DATABASE_URL`, else SQLite under the data directory."""

@@ -15,8 +15,10 @@ from access.reading import readable_resource
 from access.tokens import Principal
 from core.errors import RESOURCE_NOT_AVAILABLE, AccessDenied
 from core.ids import AI_MODEL_TYPES, GlobalID
+from core.settings import Settings
 from subscriptions.hub import Hub
 from subscriptions.messages import AiMessage, route_id
+from subscriptions.quota import QUOTA
 from subscriptions.scalars import AiConversationThreadID, AiModelID, Time, UserID
 from subscriptions.streams import after_cursor, parse_cursor, replay
 
@@ -25,6 +27,7 @@ __all__ = ["Subscription", "AiMessageType", "AiMessageRole", "AiAction", "Subscr
 
 class SubscriptionContext(Protocol):
     principal: Principal | None
+    settings: Settings
     hub: Hub
     redis: Redis
     sessions: async_sessionmaker[AsyncSession]
@@ -133,15 +136,16 @@ class Subscription:
             client_subscription_id=client_subscription_id,
             ai_action=ai_action.value if ai_action else None,
         )
-        subscriber = context.hub.subscribe(route)  # register before replaying: no gap between the two
-        try:
-            if since is not None:
-                for message in await replay(context.redis, route, since):
+        with QUOTA.hold(context.principal.user_id, context.settings.max_subscriptions_per_user):
+            subscriber = context.hub.subscribe(route)  # register before replaying: no gap between the two
+            try:
+                if since is not None:
+                    for message in await replay(context.redis, route, since):
+                        yield AiMessageType.from_model(message)
+                        since = parse_cursor(message.cursor or "0-0")
+                async for message in subscriber:
+                    if since is not None and not after_cursor(message.cursor or "0-0", since):
+                        continue  # already replayed
                     yield AiMessageType.from_model(message)
-                    since = parse_cursor(message.cursor or "0-0")
-            async for message in subscriber:
-                if since is not None and not after_cursor(message.cursor or "0-0", since):
-                    continue  # already replayed
-                yield AiMessageType.from_model(message)
-        finally:
-            context.hub.unsubscribe(subscriber)
+            finally:
+                context.hub.unsubscribe(subscriber)

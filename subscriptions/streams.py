@@ -37,7 +37,8 @@ return id
 
 _Call = tuple[tuple[str, ...], tuple[object, ...]]  # (keys, args) of one _PUBLISH
 
-_CURSOR = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
+_CURSOR = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})\Z")
+_MAX_PART = 2**64 - 1
 
 
 class Publisher:
@@ -107,8 +108,9 @@ class Publisher:
 
 
 def parse_cursor(cursor: str, *, argument: str = "after") -> tuple[int, int]:
+    """A stream entry ID `<ms>-<seq>`, each part a 64-bit unsigned integer as in Redis."""
     match = _CURSOR.match(cursor)
-    if match is None:
+    if match is None or int(match.group(1)) > _MAX_PART or int(match.group(2)) > _MAX_PART:
         raise InvalidInput(argument, f"{cursor!r} is not a valid cursor")
     return int(match.group(1)), int(match.group(2))
 
@@ -122,6 +124,11 @@ def after_cursor(cursor: str, than: tuple[int, int]) -> bool:
 async def replay(redis: Redis, route: str, after: tuple[int, int], *, count: int = 1000) -> list[AiMessage]:
     """The route's messages published strictly after `after`, oldest first (at most `count`)."""
     ms, seq = after
-    start = f"{ms}-{seq + 1}"
+    if seq < _MAX_PART:
+        start = f"{ms}-{seq + 1}"
+    elif ms < _MAX_PART:
+        start = f"{ms + 1}-0"
+    else:
+        return []  # nothing comes after the last possible ID
     entries = await redis.xrange(keys.route(route), min=start, max="+", count=count)
     return [AiMessage.from_wire(orjson.loads(fields[b"m"]), cursor=entry_id.decode()) for entry_id, fields in entries]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 import strawberry
 from strawberry.types import Info
 
@@ -60,14 +61,25 @@ def _validated_fields(feature: Feature, method_input: Any) -> dict[str, object]:
         if value is None:
             continue
         if field.kind != "string":  # booleans and GitLab's input objects (chat's currentFile, additionalContext)
-            values[field.name] = field_value(field, value, argument)
+            values[field.name] = _encodable(field_value(field, value, argument), argument)
             continue
         if field.required and not value.strip():
             raise InvalidInput(argument, "can't be blank")
         if len(value) > field.max_length:
             raise InvalidInput(argument, f"is too long (maximum is {field.max_length} characters)")
-        values[field.name] = value
+        values[field.name] = _encodable(value, argument)
     return values
+
+
+def _encodable(value: Any, argument: str) -> Any:
+    """`value` when the job and the chat echo can carry it as JSON: no lone surrogate in a text (which a
+    GraphQL document or JSON body cannot hold, but a direct call can), no integer beyond 64 bits in a JSON
+    argument (which a document's literal can hold)."""
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidInput(argument, f"cannot be encoded as JSON ({exc})") from None
+    return value
 
 
 def _camel(name: str) -> str:
@@ -78,7 +90,7 @@ def _camel(name: str) -> str:
 def _short_text(value: str | None, argument: str) -> str | None:
     if value is not None and len(value) > _MAX_ID_LENGTH:
         raise InvalidInput(argument, f"is too long (maximum is {_MAX_ID_LENGTH} characters)")
-    return value
+    return value if value is None else _encodable(value, argument)
 
 
 async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -> AiActionPayload:
@@ -98,6 +110,8 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -
     if not authorization:
         return AiActionPayload(client_mutation_id=data.client_mutation_id, errors=[AI_NOT_PERMITTED])
     flags = await services.gate.pushed_flags(principal, authorization.container)
+    # Everything below is validated before anything is published or enqueued: once the chat echo is out,
+    # only a worker's final message ends the request.
     project = GlobalID.parse(data.project_id, argument="projectId", types={"Project"}) if data.project_id else None
     thread = (
         GlobalID.parse(data.thread_id, argument="threadId", types={"Ai::Conversation::Thread"}) if data.thread_id else None

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-)
+from strawberry.extensions import AddValidationRules, MaskErrors
 from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from api.graphql.documents import DocumentCache, DocumentGuard
 from api.graphql.instance_models import (
     InstanceSelectionMutation,
     InstanceSelectionQuery,
@@ -53,16 +48,16 @@ class _Schema(strawberry.Schema):
 
 
 def build_schema() -> strawberry.Schema:
+    documents = DocumentCache()
     return _Schema(
         query=merge_types("Query", (Query, NamespaceSelectionQuery, InstanceSelectionQuery)),
         mutation=merge_types("Mutation", (build_mutation(), NamespaceSelectionMutation, InstanceSelectionMutation)),
         subscription=Subscription,
         extensions=[
-            # Frontends send the same few documents over and over: parse and validate each once.
-            lambda: ParserCache(maxsize=256),
-            lambda: ValidationCache(maxsize=256),
+            # Size and cost limits before parsing and validation cost anything; frontends send the same few
+            # documents over and over, so each is parsed and validated once (a cache bounded in bytes).
+            lambda: DocumentGuard(documents),
             lambda: AddValidationRules([_DEPTH_LIMIT]),
-            lambda: MaxTokensLimiter(max_token_count=10_000),
             lambda: MaskErrors(should_mask_error=_unexpected, error_message=UNEXPECTED),
         ],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),

@@ -1,0 +1,131 @@
+"""uvicorn's HTTP protocol (httptools) with the limits it lacks: how long a client may take to send a request,
+and how large the request head may be.
+
+uvicorn times out only an idle keep-alive connection between requests (`timeout_keep_alive`), and the timer
+is dropped at the first byte received. A client that connects and sends nothing, or trickles a request head
+or body, holds its connection (and a file descriptor) for good; httptools has no limit on the head's size.
+ASGI middleware cannot help: the app is called only once the head is complete. So, per connection:
+
+- the head must be complete within `header_timeout_s` of the connection opening or of the first byte of a
+  next request (keep-alive), and the whole request (head and body) within `request_timeout_s` of that;
+  otherwise the client gets 408 and the connection is closed. The deadline is disarmed once the request is
+  received: a slow answer (a streamed response) is the app's business. A websocket upgrade disarms it too.
+- a head (request line and headers) larger than `max_header_bytes` gets 431 and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+__all__ = ["GuardedHttpProtocol", "guarded_protocol"]
+
+log = logging.getLogger(__name__)
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+def _response(status: str, text: str) -> bytes:
+    body = text.encode()
+    return (
+        f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    ).encode() + body
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    header_timeout_s: float = 10.0
+    request_timeout_s: float = 60.0
+    max_header_bytes: int = 64 << 10
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._head_too_large = False
+        self._started = 0.0
+
+    # The deadline: armed when a connection opens and when a request's first byte arrives, moved on when
+    # its head is complete, disarmed when it is received in full (or upgraded, or the connection is lost).
+    def _arm(self, delay: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(delay, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or not self.cycle.response_started:
+            self.transport.write(_response("408 Request Timeout", "Request Timeout"))
+        if self.cycle is not None:
+            self.cycle.keep_alive = False
+        log.info("http_request_timeout", extra={"client": self.client and self.client[0]})
+        self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(self.header_timeout_s)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._arm(self.header_timeout_s)
+        self._started = self.loop.time()
+
+    def _count_head(self, *parts: bytes) -> None:
+        self._head_bytes += sum(len(part) for part in parts)
+        if self._head_bytes > self.max_header_bytes:
+            self._head_too_large = True
+            raise _HeadTooLarge  # httptools turns it into a parser error: uvicorn answers 400, see below
+
+    def on_url(self, url: bytes) -> None:
+        self._count_head(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count_head(name, value)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        remaining = self.request_timeout_s - (self.loop.time() - self._started)
+        self._arm(max(remaining, 0.0))
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm()  # the websocket protocol takes over: connection_init has its own deadline
+        super().handle_websocket_upgrade()
+
+    def send_400_response(self, msg: str) -> None:
+        if self._head_too_large:
+            self._disarm()
+            self.transport.write(_response("431 Request Header Fields Too Large", "Request Header Fields Too Large"))
+            self.transport.close()
+            return
+        super().send_400_response(msg)
+
+
+def guarded_protocol(*, header_timeout_s: float, request_timeout_s: float, max_header_bytes: int) -> type[GuardedHttpProtocol]:
+    """The protocol class to pass as uvicorn's `http`, with these limits."""
+    return type(
+        "GuardedHttpProtocol",
+        (GuardedHttpProtocol,),
+        {"header_timeout_s": header_timeout_s, "request_timeout_s": request_timeout_s, "max_header_bytes": max_header_bytes},
+    )

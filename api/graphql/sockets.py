@@ -1,0 +1,71 @@
+"""The two websocket protocols' handlers, with a deadline for `connection_init`.
+
+strawberry's graphql-transport-ws handler has the deadline (`connection_init_wait_timeout`, here taken from
+the settings per connection); its legacy graphql-ws handler has none, so a socket that never sends
+`connection_init` would stay open for good: this one closes it with 4408 as the newer protocol does, and
+closes with 4400 on a message that is not a protocol message instead of failing with a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from datetime import timedelta
+from typing import Any
+
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+__all__ = ["SocketHandler", "LegacySocketHandler", "INIT_TIMEOUT_CODE"]
+
+INIT_TIMEOUT_CODE = 4408
+_INVALID_MESSAGE_CODE = 4400
+
+
+def _init_timeout_s(context: Any) -> float:
+    return float(context.settings.ws_init_timeout_s)
+
+
+class SocketHandler(BaseGraphQLTransportWSHandler[Any, Any]):
+    """graphql-transport-ws, with the settings' connection_init deadline."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection_init_wait_timeout = timedelta(seconds=_init_timeout_s(self.context))
+
+
+class LegacySocketHandler(BaseGraphQLWSHandler[Any, Any]):
+    """graphql-ws (subscriptions-transport-ws), closed when `connection_init` does not come in time."""
+
+    async def handle(self) -> None:
+        deadline = asyncio.create_task(self._close_unless_initialised(), name="switchboard-ws-init-deadline")
+        try:
+            await super().handle()
+        finally:
+            deadline.cancel()
+            with suppress(asyncio.CancelledError):
+                await deadline
+
+    async def _close_unless_initialised(self) -> None:
+        await asyncio.sleep(_init_timeout_s(self.context))
+        if not self.connection_acknowledged:
+            await self.websocket.close(code=INIT_TIMEOUT_CODE, reason="Connection initialisation timeout")
+
+    async def handle_message(self, message: Any) -> None:
+        if not _is_protocol_message(message):
+            await self.websocket.close(code=_INVALID_MESSAGE_CODE, reason="Invalid message")
+            return
+        await super().handle_message(message)
+
+
+def _is_protocol_message(message: Any) -> bool:
+    """A graphql-ws message strawberry's handler can read: an object with a string `type`; `start` and
+    `stop` with a string `id`, `start` with a `payload` object holding a string `query`."""
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        return False
+    if message["type"] not in ("start", "stop"):
+        return True
+    if not isinstance(message.get("id"), str):
+        return False
+    payload = message.get("payload")
+    return message["type"] == "stop" or isinstance(payload, dict) and isinstance(payload.get("query"), str)

@@ -1,0 +1,119 @@
+"""The web process's HTTP protocol (`api.connection`) on a real uvicorn server and real sockets: a client that
+sends nothing, or trickles its request head or body, is answered 408 and disconnected; an oversized head gets
+431; a slow answer is not cut. Timeouts are made small here instead of waiting long."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+import uvicorn
+
+from api.connection import guarded_protocol
+
+HEADER_TIMEOUT_S = 0.3
+REQUEST_TIMEOUT_S = 0.6
+MAX_HEADER_BYTES = 2048
+
+
+async def _app(scope: dict, receive, send) -> None:  # noqa: ANN001
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if scope["path"] == "/slow":
+        await asyncio.sleep(REQUEST_TIMEOUT_S * 2)  # answering takes longer than any request deadline
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(body) + 2).encode())]})
+    await send({"type": "http.response.body", "body": b"ok" + body})
+
+
+@pytest.fixture
+async def port() -> AsyncIterator[int]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        _app, lifespan="off", log_config=None, timeout_keep_alive=30,
+        http=guarded_protocol(header_timeout_s=HEADER_TIMEOUT_S, request_timeout_s=REQUEST_TIMEOUT_S, max_header_bytes=MAX_HEADER_BYTES),
+    )
+    config.load()
+    server = uvicorn.Server(config)
+    server.lifespan = config.lifespan_class(config)
+    await server.startup(sockets=[sock])
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        await server.shutdown(sockets=[sock])
+
+
+async def _answer(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sends until it closes the connection."""
+    return await asyncio.wait_for(reader.read(), 30)  # a hang guard, not a timing assertion
+
+
+async def _trickle(writer: asyncio.StreamWriter, data: bytes) -> None:
+    for i in range(len(data)):
+        if writer.is_closing():
+            return
+        writer.write(data[i : i + 1])
+        try:
+            await writer.drain()
+        except ConnectionError:
+            return
+        await asyncio.sleep(0.05)  # the client under test is slow: this is its pace, not a synchronization
+
+
+async def test_a_connection_that_sends_nothing_is_answered_408_and_closed(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    answer = await _answer(reader)
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n") and b"connection: close" in answer
+    writer.close()
+
+
+async def test_an_incomplete_head_is_answered_408_and_closed(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /api/graphql HTTP/1.1\r\nHost: x\r\nX-Padding: ")
+    answer = await _answer(reader)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    writer.close()
+
+
+async def test_a_head_trickled_byte_by_byte_does_not_hold_the_connection(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 1000 + b"\r\n"  # 50 s at this pace
+    trickle = asyncio.create_task(_trickle(writer, head))
+    answer = await _answer(reader)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    await trickle
+    writer.close()
+
+
+async def test_a_body_trickled_past_the_request_deadline_is_answered_408(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+    trickle = asyncio.create_task(_trickle(writer, b"x" * 1000))
+    answer = await _answer(reader)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    await trickle
+    writer.close()
+
+
+async def test_an_oversized_head_is_answered_431(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MAX_HEADER_BYTES + b"\r\n\r\n")
+    answer = await _answer(reader)
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    writer.close()
+
+
+async def test_requests_within_the_limits_are_served_on_a_kept_alive_connection_and_slow_answers_are_not_cut(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for path, body in (("/", b"first"), ("/slow", b"second"), ("/", b"third")):
+        writer.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        status = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        assert status.startswith(b"HTTP/1.1 200 OK"), status
+        assert await reader.readexactly(len(body) + 2) == b"ok" + body
+    writer.close()
