@@ -5,6 +5,8 @@
       ├── AccessDenied(message)                  an authorization check said no; the message is GitLab's text
       ├── FeatureNotFound(key)                   not in the catalogue
       ├── CatalogueError(problems)               the catalogue's cross-references are broken
+      ├── Overloaded(message, retry_after_s)     too much work in progress, or no database connection in time:
+      │                                          the web answers HTTP 503 with Retry-After
       └── ProviderError(provider, status, retryable)   5xx, connection lost, stream cut (retryable)
             ├── ProviderTimeout                  no answer in time (not retried: the user waited already)
             ├── ProviderRateLimited(retry_after) 429 / 529 (retryable, honouring retry-after)
@@ -22,6 +24,7 @@ __all__ = [
     "AccessDenied",
     "FeatureNotFound",
     "CatalogueError",
+    "Overloaded",
     "ProviderError",
     "ProviderTimeout",
     "ProviderRateLimited",
@@ -81,6 +84,18 @@ class CatalogueError(SwitchboardError):
 
     def __str__(self) -> str:
         return "catalogue is invalid:\n" + "\n".join(f"- {p}" for p in self.problems)
+
+
+class Overloaded(SwitchboardError):
+    """The process or its database cannot take more work now; the client should retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, retry_after_s)
+        self.message = message
+        self.retry_after_s = retry_after_s
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class ProviderError(SwitchboardError):
