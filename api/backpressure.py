@@ -3,6 +3,8 @@ for minutes and fail with a 500.
 
 - At most `SWITCHBOARD_MAX_INFLIGHT_REQUESTS` HTTP requests (default 256) are served at once; one more is
   answered HTTP 503 with `Retry-After` without being read.
+- A request holds at most its share of the database pool at once (`core.db.request_scope`), so one query
+  with hundreds of aliases does not queue ahead of every other request.
 - A request that met a database pool time-out (`core.db`: no connection free within the checkout timeout,
   `core.errors.Overloaded`), wherever it was caught (a GraphQL resolver turns it into an error of its own),
   is answered 503 with `Retry-After` as well, never 500.
@@ -17,7 +19,7 @@ import orjson
 from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.db import DATABASE_BUSY, refusals
+from core.db import DATABASE_BUSY, request_scope
 from core.errors import Overloaded
 
 __all__ = ["Backpressure", "TOO_MANY_REQUESTS"]
@@ -43,6 +45,14 @@ class Backpressure:
             await _refuse(scope, send, Overloaded(TOO_MANY_REQUESTS))
             return
         self.inflight += 1
+        try:
+            services = getattr(scope["app"].state, "services", None)
+            with request_scope(services.engine if services is not None else None) as refused:
+                await self._serve(scope, receive, send, refused)
+        finally:
+            self.inflight -= 1
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, refused: list[Overloaded]) -> None:
         started = answered = False
 
         async def send_unless_refused(message: Message) -> None:
@@ -58,15 +68,12 @@ class Backpressure:
             await send(message)
 
         try:
-            with refusals() as refused:
-                await self.app(scope, receive, send_unless_refused)
+            await self.app(scope, receive, send_unless_refused)
         except Exception as exc:
             overloaded = refused[0] if refused else _overloaded(exc)
             if overloaded is None or started:
                 raise
             await _refuse(scope, send, overloaded)
-        finally:
-            self.inflight -= 1
 
 
 def _overloaded(exc: BaseException | None) -> Overloaded | None:

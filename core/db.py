@@ -15,6 +15,10 @@ The pool of a process (`pool_for`), for both backends:
   worker: ceil(2000 / 20) × 0.25 = 25 s. Past T the checkout raises `core.errors.Overloaded`, which the web answers
   with HTTP 503 and Retry-After (`api.backpressure`) rather than letting requests queue for minutes.
 - without a concurrency (scripts, tests): P = `SWITCHBOARD_DB_POOL_SIZE`, T = 30 s.
+- a share per web request (`request_scope`): one request holds at most max(1, P // 4) connections at once,
+  so a query with hundreds of aliases, each resolver a session of its own, waits for its own turns
+  instead of queueing hundreds of checkouts ahead of every other request's. Waiting for one's own turn
+  is not the database's saturation: it is bounded by 30 s, not T.
 
 Migrations live in `core/migrations/` and are found relative to this module, so `upgrade()` works from any
 working directory and from an installed package, without an `alembic.ini`.
@@ -47,6 +51,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
+from sqlalchemy.pool.base import PoolProxiedConnection
+from sqlalchemy.util import await_only
 
 from core.errors import Overloaded
 from core.settings import Settings
@@ -58,7 +64,7 @@ __all__ = [
     "create_engine",
     "current_revision_ok",
     "pool_for",
-    "refusals",
+    "request_scope",
     "session_factory",
     "upgrade",
 ]
@@ -73,6 +79,8 @@ _TIMEOUT_RANGE_S = (1.0, 30.0)
 _SCRIPT_TIMEOUT_S = 30.0
 _SQLITE_BUSY_TIMEOUT_MS = 5000
 _REFUSALS: ContextVar[list[Overloaded] | None] = ContextVar("switchboard_pool_refusals", default=None)
+_SHARE: ContextVar[asyncio.Semaphore | None] = ContextVar("switchboard_pool_share", default=None)
+_SHARE_KEY = "switchboard_share"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,29 +101,63 @@ def pool_for(settings: Settings, concurrency: int | None = None) -> PoolSize:
 
 
 @contextmanager
-def refusals() -> Iterator[list[Overloaded]]:
-    """Collect the checkouts refused (pool time-outs) in this context and in the tasks started from it: the
-    web's backpressure answers a request that met one with HTTP 503, wherever the error was caught."""
+def request_scope(engine: AsyncEngine | None) -> Iterator[list[Overloaded]]:
+    """One web request (and the tasks it starts, e.g. its GraphQL resolvers): its share of `engine`'s pool
+    (see the module's docstring), and the checkouts refused to it (pool time-outs), collected so that the
+    web's backpressure answers it with HTTP 503 wherever the error was caught."""
     found: list[Overloaded] = []
-    token = _REFUSALS.set(found)
+    pool = engine.sync_engine.pool if engine is not None else None
+    share = asyncio.Semaphore(max(1, pool.size() // 4)) if isinstance(pool, _Pool) else None
+    refusals_token, share_token = _REFUSALS.set(found), _SHARE.set(share)
     try:
         yield found
     finally:
-        _REFUSALS.reset(token)
+        _SHARE.reset(share_token)
+        _REFUSALS.reset(refusals_token)
+
+
+def _refused(cause: BaseException) -> Overloaded:
+    refused = Overloaded(DATABASE_BUSY)
+    found = _REFUSALS.get()
+    if found is not None:
+        found.append(refused)
+    refused.__cause__ = cause
+    return refused
 
 
 class _Pool(AsyncAdaptedQueuePool):
-    """SQLAlchemy's async queue pool, whose checkout time-out is `Overloaded` (a 503 for the client)."""
+    """SQLAlchemy's async queue pool, whose checkout time-out is `Overloaded` (a 503 for the client), and
+    which keeps a web request to its share of connections (`request_scope`)."""
+
+    def connect(self) -> PoolProxiedConnection:
+        share = _SHARE.get()
+        if share is None:
+            return super().connect()
+        try:
+            await_only(asyncio.wait_for(share.acquire(), _TIMEOUT_RANGE_S[1]))
+        except TimeoutError as exc:
+            raise _refused(exc) from exc
+        try:
+            connection = super().connect()
+        except BaseException:
+            share.release()
+            raise
+        connection._connection_record.info[_SHARE_KEY] = share  # type: ignore[attr-defined]
+        return connection
 
     def _do_get(self):  # type: ignore[no-untyped-def]  # noqa: ANN202 - SQLAlchemy's signature
         try:
             return super()._do_get()
         except sa_exc.TimeoutError as exc:
-            refused = Overloaded(DATABASE_BUSY)
-            found = _REFUSALS.get()
-            if found is not None:
-                found.append(refused)
-            raise refused from exc
+            raise _refused(exc) from exc
+
+    def _do_return_conn(self, record):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+        share = record.info.pop(_SHARE_KEY, None)
+        try:
+            super()._do_return_conn(record)
+        finally:
+            if share is not None:
+                share.release()
 
 
 def create_engine(settings: Settings | str, *, pooled: bool = True, concurrency: int | None = None) -> AsyncEngine:
