@@ -11,9 +11,10 @@ The pool of a process (`pool_for`), for both backends:
   every holder makes progress and P only sets throughput; more than ~20 buys nothing on a small host.
 - checkout timeout T = ceil(concurrency / P) × 0.25 s, within [1 s, 30 s] (`SWITCHBOARD_DB_POOL_TIMEOUT_S`
   overrides): a checkout that finds every connection taken waits behind at most ceil(concurrency / P)
-  rounds of P holders, each budgeted 0.25 s (a few queries, under load). Web: ceil(256 / 20) × 0.25 = 3.25 s;
-  worker: ceil(2000 / 20) × 0.25 = 25 s. Past T the checkout raises `core.errors.Overloaded`, which the web answers
-  with HTTP 503 and Retry-After (`api.backpressure`) rather than letting requests queue for minutes.
+  rounds of P holders, each budgeted 0.25 s (a few queries, under load). Web: ceil(256 / 20) × 0.25 =
+  3.25 s; worker: ceil(2000 / 20) × 0.25 = 25 s. Past T the checkout raises `core.errors.Overloaded`,
+  which the web answers with HTTP 503 and Retry-After (`api.backpressure`) rather than letting requests
+  queue for minutes.
 - without a concurrency (scripts, tests): P = `SWITCHBOARD_DB_POOL_SIZE`, T = 30 s.
 - a share per web request (`request_scope`): one request holds at most max(1, P // 4) connections at once,
   so a query with hundreds of aliases, each resolver a session of its own, waits for its own turns
