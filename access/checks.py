@@ -7,7 +7,9 @@
 - `Gate.recheck`: 4-6 again in the worker, where a refusal is an answer rather than an error.
 
 Every check reads this process's caches (flags and entitlement, ≤ 5 s old), so the hot path stays at the
-queries of resource access.
+queries of resource access; a cache that has to load does so through the caller's session, never through a
+second pool connection (a request waiting for a second connection while it holds one deadlocks the pool
+under load).
 """
 
 from __future__ import annotations
@@ -82,9 +84,11 @@ class Gate:
     entitlements: Entitlements
     mode: Mode
 
-    async def flags_on(self, principal: Principal, feature: Feature, container: Container = None) -> bool:
+    async def flags_on(
+        self, principal: Principal, feature: Feature, container: Container = None, *, session: AsyncSession | None = None
+    ) -> bool:
         """Check 4: the feature's kill switch (and its own flag) for the user."""
-        states = await self.flags.resolve(required_flags(feature), *actors_of(principal, container))
+        states = await self.flags.resolve(required_flags(feature), *actors_of(principal, container), session=session)
         return all(states.values())
 
     async def authorize(
@@ -92,7 +96,7 @@ class Gate:
     ) -> Authorization:
         """Checks 4, 5 and 6 in order. A disabled flag raises AccessDenied(FLAG_DISABLED), an unreadable
         resource AccessDenied with GitLab's text; a refused entitlement is returned (an answer, not an error)."""
-        if not await self.flags_on(principal, feature):
+        if not await self.flags_on(principal, feature, session=session):
             raise AccessDenied(FLAG_DISABLED)
         container = None
         if resource is not None:
@@ -112,15 +116,17 @@ class Gate:
     async def available(self, session: AsyncSession, principal: Principal, feature: Feature, container: Container) -> bool:
         """Whether `aiAction` would accept `feature` from this user about something in `container` (the rate
         limit aside)."""
-        if not await self.flags_on(principal, feature):
+        if not await self.flags_on(principal, feature, session=session):
             return False
         return (await self.entitled(session, principal, feature, container)).allowed
 
-    async def pushed_flags(self, principal: Principal, container: Container) -> dict[str, bool]:
-        """The pushed flags' states for this actor, to carry in the job."""
+    async def pushed_flags(
+        self, principal: Principal, container: Container, *, session: AsyncSession | None = None
+    ) -> dict[str, bool]:
+        """The pushed flags' states for this actor, to carry in the job (`session`: the caller's, if any)."""
         if not PUSHED_FLAGS:
             return {}
-        return await self.flags.resolve(PUSHED_FLAGS, *actors_of(principal, container))
+        return await self.flags.resolve(PUSHED_FLAGS, *actors_of(principal, container), session=session)
 
     async def recheck(self, sessions: async_sessionmaker[AsyncSession], record: ActionRecord) -> Authorization:
         """The worker's re-check before any model call (SPEC §6): between enqueue and execution a flag may

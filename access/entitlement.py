@@ -15,14 +15,14 @@ Callers describe the feature as a `catalogue.add_ons.Requirement` (the add-ons b
 its unit primitive, its maturity, `self_managed`).
 
 `Entitlements` caches what it reads (instance settings, a user's seats, a group's ancestry) for `ttl_s`
-(5 s) in this process, so the mutation's hot path usually runs no query; a change is in force everywhere
-within that time, as with feature flags.
+(5 s) in this process (a `core.cache.TtlCache`), so the mutation's hot path usually runs no query; a change
+is in force everywhere within that time, as with feature flags. Every load runs on the caller's session.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from access.tokens import Principal, get_principal
 from catalogue.add_ons import Requirement
+from core.cache import TtlCache
 from core.tables import (
     AddOnAssignment,
     AddOnPurchase,
@@ -208,7 +209,11 @@ class Entitlements:
 
     ttl_s: float = CACHE_TTL_S
     max_entries: int = 10_000
-    _cache: dict[tuple[Any, ...], tuple[float, Any]] = field(default_factory=dict, init=False)
+    clock: Callable[[], float] = time.monotonic
+    _cache: TtlCache[Hashable, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._cache = TtlCache(self.ttl_s, max_entries=self.max_entries, clock=self.clock)
 
     async def decide(
         self,
@@ -219,8 +224,8 @@ class Entitlements:
         mode: Mode,
     ) -> Decision:
         """`container` is the resource's project or group as `core.access.container_of` gives it (loaded)."""
-        instance = await self._cached(("instance",), lambda: load_instance(session))
-        seats = await self._cached(("seats", user_id), lambda: load_seats(session, user_id))
+        instance = await self._cached(session, ("instance",), lambda: load_instance(session))
+        seats = await self._cached(session, ("seats", user_id), lambda: load_seats(session, user_id))
         place, root_experiments = None, False
         if container is not None:
             place, root_experiments = await self.place(session, container, instance)
@@ -231,33 +236,24 @@ class Entitlements:
     ) -> tuple[Cascade, bool]:
         """The Duo cascade of a project or group, and whether its top-level group has experiments on."""
         if instance is None:
-            instance = await self._cached(("instance",), lambda: load_instance(session))
+            instance = await self._cached(session, ("instance",), lambda: load_instance(session))
         group = container.group if isinstance(container, Project) else container
-        chain = await self._cached(("chain", group.id), lambda: load_chain(session, group))
+        chain = await self._cached(session, ("chain", group.id), lambda: load_chain(session, group))
         project = (container.full_path, container.duo_features_enabled) if isinstance(container, Project) else None
         root_experiments = bool(chain) and chain[0].experiment_features_enabled
         return cascade(instance, chain, project), root_experiments
 
     async def principal(self, session: AsyncSession, user_id: int) -> Principal | None:
         """The user as the worker's re-check sees them (None once deleted), cached like the rest."""
-        return await self._cached(("principal", user_id), lambda: get_principal(session, user_id))
+        return await self._cached(session, ("principal", user_id), lambda: get_principal(session, user_id))
 
     async def seats(self, session: AsyncSession, user_id: int) -> tuple[Seat, ...]:
-        return await self._cached(("seats", user_id), lambda: load_seats(session, user_id))
+        return await self._cached(session, ("seats", user_id), lambda: load_seats(session, user_id))
 
     def clear(self) -> None:
-        self._cache.clear()
+        self._cache.invalidate()
 
-    async def _cached(self, key: tuple[Any, ...], load: Callable[[], Awaitable[_T]]) -> _T:
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = await load()
-        if len(self._cache) >= self.max_entries:
-            self._cache.clear()
-        if self.ttl_s > 0:
-            self._cache[key] = (now + self.ttl_s, value)
-        return value
-
-
+    async def _cached(self, session: AsyncSession, key: tuple[Any, ...], load: Callable[[], Awaitable[_T]]) -> _T:
+        """One load per key at a time, through the caller's session (its connection taken first: see
+        `core.cache`)."""
+        return await self._cache.get_or_load(key, load, hold=session.connection)  # type: ignore[no-any-return]

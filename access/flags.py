@@ -11,8 +11,11 @@ decided by its gates, as Flipper decides:
 
 Writes follow Flipper too: enabling the boolean gate clears the others, disabling it clears them all.
 
-`FlagStore` reads every flag in one query and keeps the result for at most `ttl_s` (5 s), so a change made
-by any process is in force everywhere within that time; the hot path costs a dict lookup.
+`FlagStore` reads every flag in one query and keeps the result for at most `ttl_s` (5 s) in a
+`core.cache.TtlCache`, so a change made by any process is in force everywhere within that time; the hot path
+costs a dict lookup. A caller that holds a session passes it: the flags then load through that session's
+connection, never through a second one (which, under load, deadlocks the pool: every connection held by a
+request waiting for another).
 
 Pushed flags: the web process resolves them at enqueue into `ActionRecord.flags`, and the worker reads them
 from the record (model selection) or hands them on (`core.logs.expanded_logging`).
@@ -20,7 +23,6 @@ from the record (model selection) or hands them on (`core.logs.expanded_logging`
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import zlib
@@ -32,6 +34,7 @@ from typing import Literal
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.cache import TtlCache
 from core.tables import FeatureFlag, FeatureGate
 
 __all__ = [
@@ -55,6 +58,7 @@ logger = logging.getLogger(__name__)
 CACHE_TTL_S = 5.0
 BOOLEAN, PERCENTAGE, ACTORS = "boolean", "percentage_of_actors", "actors"
 _SCALE = 1_000  # Flipper's scaling factor: percentages have three decimals
+_ALL = "flags"  # the cache's one key: every flag's state
 
 
 def actor_id(kind: str, id: int) -> str:
@@ -105,41 +109,49 @@ class FlagState:
 
 @dataclass
 class FlagStore:
-    """Every flag's state, read in one query and cached for at most `ttl_s` in this process."""
+    """Every flag's state, read in one query and cached for at most `ttl_s` in this process.
+
+    Every read takes the caller's `session` when it has one (see the module's docstring); without one, the
+    store opens its own, so a caller without a session must hold no connection."""
 
     sessions: async_sessionmaker[AsyncSession]
     default: Callable[[str], bool] = lambda name: False
     ttl_s: float = CACHE_TTL_S
-    _states: Mapping[str, FlagState] = field(default_factory=dict, init=False)
-    _loaded_at: float = field(default=float("-inf"), init=False)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    clock: Callable[[], float] = time.monotonic
+    _cache: TtlCache[str, Mapping[str, FlagState]] = field(init=False)
 
-    async def enabled(self, name: str, *actors: str) -> bool:
-        state = (await self.states()).get(name)
+    def __post_init__(self) -> None:
+        self._cache = TtlCache(self.ttl_s, max_entries=1, clock=self.clock)
+
+    async def enabled(self, name: str, *actors: str, session: AsyncSession | None = None) -> bool:
+        state = (await self.states(session)).get(name)
         return self.default(name) if state is None else state.enabled_for(actors)
 
-    async def resolve(self, names: Iterable[str], *actors: str) -> dict[str, bool]:
-        states = await self.states()
+    async def resolve(self, names: Iterable[str], *actors: str, session: AsyncSession | None = None) -> dict[str, bool]:
+        states = await self.states(session)
         return {
             name: self.default(name) if (state := states.get(name)) is None else state.enabled_for(actors)
             for name in names
         }
 
-    async def states(self) -> Mapping[str, FlagState]:
-        if time.monotonic() - self._loaded_at < self.ttl_s:
-            return self._states
-        async with self._lock:
-            if time.monotonic() - self._loaded_at >= self.ttl_s:
-                async with self.sessions() as session:
-                    self._states = MappingProxyType(await load_states(session))
-                self._loaded_at = time.monotonic()
-        return self._states
+    async def states(self, session: AsyncSession | None = None) -> Mapping[str, FlagState]:
+        found = self._cache.get(_ALL)
+        if found is not None:
+            return found
+        if session is not None:
+            return await self._load(session)
+        async with self.sessions() as own:  # takes a connection only if this caller loads
+            return await self._load(own)
+
+    async def _load(self, session: AsyncSession) -> Mapping[str, FlagState]:
+        async def load() -> Mapping[str, FlagState]:
+            return MappingProxyType(await load_states(session))
+
+        return await self._cache.get_or_load(_ALL, load, hold=session.connection)
 
     def invalidate(self) -> None:
         """Forget the cache: the next read loads again (after a write made by this process)."""
-        self._loaded_at = float("-inf")
-
-
+        self._cache.invalidate()
 
 
 async def load_states(session: AsyncSession) -> dict[str, FlagState]:

@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections.abc import Callable
 
-from access.tokens import Principal
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from access.tokens import Principal, authenticate, hash_token
+from core.cache import TtlCache
 
 __all__ = ["PrincipalCache"]
 
 
-class PrincipalCache:
+class PrincipalCache(TtlCache[str, Principal]):
     """Tokens this process checked recently, by digest, for `ttl_s`: a revoked or expired token stops
     working within that time (5 s by default, like flags). Unknown tokens are never cached."""
 
-    def __init__(self, ttl_s: float, max_size: int = 10_000) -> None:
-        self._ttl_s = ttl_s
-        self._max_size = max_size
-        self._entries: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
+    def __init__(self, ttl_s: float, max_size: int = 10_000, *, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(ttl_s, max_entries=max_size, clock=clock)
 
-    def get(self, digest: str) -> Principal | None:
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if entry[0] < time.monotonic():
-            del self._entries[digest]
-            return None
-        return entry[1]
+    async def principal(self, sessions: async_sessionmaker[AsyncSession], token: str) -> Principal | None:
+        """The token's principal: cached, else one query per token at a time however many requests bring it
+        (the caller holds no connection; the query runs on a session of its own)."""
 
-    def put(self, digest: str, principal: Principal) -> None:
-        if self._ttl_s <= 0:
-            return
-        self._entries[digest] = (time.monotonic() + self._ttl_s, principal)
-        self._entries.move_to_end(digest)
-        while len(self._entries) > self._max_size:
-            self._entries.popitem(last=False)
+        async def load() -> Principal | None:
+            async with sessions() as session:
+                return await authenticate(session, token)
+
+        return await self.get_or_load(hash_token(token), load)  # type: ignore[arg-type]

@@ -1,5 +1,6 @@
 """The ASGI application: GraphQL over HTTP and websockets at `/api/graphql`, health endpoints (`api.rest.health`),
-Prometheus `/metrics` (`api.rest.metrics`)."""
+Prometheus `/metrics` (`api.rest.metrics`); HTTP requests beyond what the process can serve soon get a 503
+(`api.backpressure`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
+from api.backpressure import Backpressure
 from api.graphql.context import SwitchboardGraphQL
 from api.graphql.schema import build_schema
 from api.pages.admin import admin_routes
@@ -53,5 +55,5 @@ def create_app(settings: Settings | None = None, run_inline: InlineRunner | None
             *definitions_routes(),
         ],
         lifespan=lifespan,
-        middleware=[Middleware(WebsocketGauge)],
+        middleware=[Middleware(Backpressure, max_inflight=settings.max_inflight_requests), Middleware(WebsocketGauge)],
     )

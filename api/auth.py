@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from access.tokens import Principal, authenticate, hash_token
+from access.tokens import Principal
 from api.services import Services
 
 __all__ = [
@@ -45,11 +45,4 @@ def token_from_params(params: object) -> str | None:
 async def principal_for(services: Services, token: str | None) -> Principal | None:
     if token is None:
         return None
-    digest = hash_token(token)
-    principal = services.principals.get(digest)
-    if principal is None:
-        async with services.sessions() as session:
-            principal = await authenticate(session, token)
-        if principal is not None:
-            services.principals.put(digest, principal)
-    return principal
+    return await services.principals.principal(services.sessions, token)  # cached, one query per token at a time

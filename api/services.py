@@ -44,7 +44,8 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     run_inline: InlineRunner | None = None  # SWITCHBOARD_SYNC_EXECUTION only: jobs run in this process
-    # This process's caches for authorization (SPEC §5.1 checks 4 and 6): flags and entitlement, ≤ 5 s.
+    # This process's caches for authorization (SPEC §5.1 checks 4 and 6): flags and entitlement, ≤ 5 s
+    # (`core.cache.TtlCache`s; they load through the caller's session).
     flags: FlagStore = field(init=False)
     entitlements: Entitlements = field(default_factory=Entitlements)
 
@@ -62,7 +63,8 @@ async def open_services(settings: Settings, run_inline: InlineRunner | None = No
     url = await asyncio.to_thread(redis_url, settings.redis_url, settings.data_dir)
     redis = connect(url, max_connections=settings.redis_max_connections)
     hub_redis = single_client(url, socket_timeout=_HUB_BLOCK_MS / 1000 + 5)
-    engine = create_engine(settings)
+    # the pool is sized for the requests this process serves at once (`core.db.pool_for`)
+    engine = create_engine(settings, concurrency=settings.max_inflight_requests or None)
     services = Services(
         settings=settings,
         redis=redis,

@@ -1,12 +1,13 @@
 """The model selection settings as one `Selection` snapshot: read in one query, cached per process for at
-most `ttl_s` (5 s, like flags), so that the worker's hot path costs a dict lookup and a change made by any
-process is in force everywhere within that time."""
+most `ttl_s` (5 s, like flags) in a `core.cache.TtlCache`, so that the worker's hot path costs a dict lookup
+and a change made by any process is in force everywhere within that time. A caller that holds a session
+passes it (the snapshot then loads through it, never through a second connection)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -14,6 +15,7 @@ from sqlalchemy import Integer, Text, cast, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalogue.selection import InstanceChoice, RegisteredModel, Selection
+from core.cache import TtlCache
 from core.tables import (
     FeatureSettingChoice,
     Group,
@@ -24,6 +26,7 @@ from core.tables import (
 __all__ = ["CACHE_TTL_S", "SelectionStore", "load_selection"]
 
 CACHE_TTL_S = 5.0
+_SNAPSHOT = "selection"  # the cache's one key
 
 
 def _text(column: object) -> object:
@@ -71,20 +74,21 @@ class SelectionStore:
 
     sessions: async_sessionmaker[AsyncSession]
     ttl_s: float = CACHE_TTL_S
-    _selection: Selection = field(default_factory=Selection, init=False)
-    _loaded_at: float = field(default=float("-inf"), init=False)
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False)
+    clock: Callable[[], float] = time.monotonic
+    _cache: TtlCache[str, Selection] = field(init=False)
 
-    async def get(self) -> Selection:
-        if time.monotonic() - self._loaded_at < self.ttl_s:
-            return self._selection
-        async with self._lock:
-            if time.monotonic() - self._loaded_at >= self.ttl_s:
-                async with self.sessions() as session:
-                    self._selection = await load_selection(session)
-                self._loaded_at = time.monotonic()
-        return self._selection
+    def __post_init__(self) -> None:
+        self._cache = TtlCache(self.ttl_s, max_entries=1, clock=self.clock)
+
+    async def get(self, session: AsyncSession | None = None) -> Selection:
+        found = self._cache.get(_SNAPSHOT)
+        if found is not None:
+            return found
+        if session is not None:
+            return await self._cache.get_or_load(_SNAPSHOT, lambda: load_selection(session), hold=session.connection)
+        async with self.sessions() as own:  # takes a connection only if this caller loads
+            return await self._cache.get_or_load(_SNAPSHOT, lambda: load_selection(own), hold=own.connection)
 
     def invalidate(self) -> None:
         """Forget the snapshot: the next read loads again (after a write made by this process)."""
-        self._loaded_at = float("-inf")
+        self._cache.invalidate()

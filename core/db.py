@@ -3,6 +3,24 @@
 SQLite (the default, a file under the data directory) runs with foreign keys on and in WAL mode, so many
 readers and one writer share it; PostgreSQL runs through asyncpg with a pre-pinged connection pool.
 
+The pool of a process (`pool_for`), for both backends:
+- size P = min(concurrency, `SWITCHBOARD_DB_POOL_SIZE` (20)), no overflow; concurrency is what the process
+  runs at once: in-flight requests for web (`SWITCHBOARD_MAX_INFLIGHT_REQUESTS`, 256), jobs for a worker
+  (`SWITCHBOARD_WORKER_MAX_JOBS`, 2000). A request or job holds one connection at a time and never waits
+  for a second one while holding one (the caches load through the caller's session, `core.cache`), so
+  every holder makes progress and P only sets throughput; more than ~20 buys nothing on a small host.
+- checkout timeout T = ceil(concurrency / P) × 0.25 s, within [1 s, 30 s] (`SWITCHBOARD_DB_POOL_TIMEOUT_S`
+  overrides): a checkout that finds every connection taken waits behind at most ceil(concurrency / P)
+  rounds of P holders, each budgeted 0.25 s (a few queries, under load). Web: ceil(256 / 20) × 0.25 =
+  3.25 s; worker: ceil(2000 / 20) × 0.25 = 25 s. Past T the checkout raises `core.errors.Overloaded`,
+  which the web answers with HTTP 503 and Retry-After (`api.backpressure`) rather than letting requests
+  queue for minutes.
+- without a concurrency (scripts, tests): P = `SWITCHBOARD_DB_POOL_SIZE`, T = 30 s.
+- a share per web request (`request_scope`): one request holds at most max(1, P // 4) connections at once,
+  so a query with hundreds of aliases, each resolver a session of its own, waits for its own turns
+  instead of queueing hundreds of checkouts ahead of every other request's. Waiting for one's own turn
+  is not the database's saturation: it is bounded by 30 s, not T.
+
 Migrations live in `core/migrations/` and are found relative to this module, so `upgrade()` works from any
 working directory and from an installed package, without an `alembic.ini`.
 """
@@ -11,6 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +43,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -27,32 +51,131 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
+from sqlalchemy.pool.base import PoolProxiedConnection
+from sqlalchemy.util import await_only
 
+from core.errors import Overloaded
 from core.settings import Settings
 
-__all__ = ["MIGRATIONS", "create_engine", "current_revision_ok", "session_factory", "upgrade"]
+__all__ = [
+    "DATABASE_BUSY",
+    "MIGRATIONS",
+    "PoolSize",
+    "create_engine",
+    "current_revision_ok",
+    "pool_for",
+    "request_scope",
+    "session_factory",
+    "upgrade",
+]
 
 logger = logging.getLogger(__name__)
 
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 
-_POOL = {"pool_size": 10, "max_overflow": 20, "pool_timeout": 30, "pool_recycle": 1800, "pool_pre_ping": True}
+DATABASE_BUSY = "Switchboard is busy: no database connection was free in time. Retry after a moment."
+_CHECKOUT_ROUND_S = 0.25  # one round of holders on every connection: a few queries each, under load
+_TIMEOUT_RANGE_S = (1.0, 30.0)
+_SCRIPT_TIMEOUT_S = 30.0
 _SQLITE_BUSY_TIMEOUT_MS = 5000
 # Every database await of a serving process is bounded: asyncpg's connect, and each statement on pooled
 # engines (one-shot commands, migrations among them, may legitimately run longer), SQLite's wait for a lock.
 _PG_CONNECT_TIMEOUT_S = 10.0
 _PG_COMMAND_TIMEOUT_S = 30.0
+_REFUSALS: ContextVar[list[Overloaded] | None] = ContextVar("switchboard_pool_refusals", default=None)
+_SHARE: ContextVar[asyncio.Semaphore | None] = ContextVar("switchboard_pool_share", default=None)
+_SHARE_KEY = "switchboard_share"
 
 
-def create_engine(settings: Settings | str, *, pooled: bool = True) -> AsyncEngine:
+@dataclass(frozen=True, slots=True)
+class PoolSize:
+    size: int
+    timeout_s: float
+
+
+def pool_for(settings: Settings, concurrency: int | None = None) -> PoolSize:
+    """The pool of a process that runs `concurrency` requests or jobs at once (see the module's docstring)."""
+    cap = settings.db_pool_size
+    if not concurrency:
+        return PoolSize(cap, settings.db_pool_timeout_s or _SCRIPT_TIMEOUT_S)
+    size = max(1, min(concurrency, cap))
+    low, high = _TIMEOUT_RANGE_S
+    derived = min(high, max(low, math.ceil(concurrency / size) * _CHECKOUT_ROUND_S))
+    return PoolSize(size, settings.db_pool_timeout_s or derived)
+
+
+@contextmanager
+def request_scope(engine: AsyncEngine | None) -> Iterator[list[Overloaded]]:
+    """One web request (and the tasks it starts, e.g. its GraphQL resolvers): its share of `engine`'s pool
+    (see the module's docstring), and the checkouts refused to it (pool time-outs), collected so that the
+    web's backpressure answers it with HTTP 503 wherever the error was caught."""
+    found: list[Overloaded] = []
+    pool = engine.sync_engine.pool if engine is not None else None
+    share = asyncio.Semaphore(max(1, pool.size() // 4)) if isinstance(pool, _Pool) else None
+    refusals_token, share_token = _REFUSALS.set(found), _SHARE.set(share)
+    try:
+        yield found
+    finally:
+        _SHARE.reset(share_token)
+        _REFUSALS.reset(refusals_token)
+
+
+def _refused(cause: BaseException) -> Overloaded:
+    refused = Overloaded(DATABASE_BUSY)
+    found = _REFUSALS.get()
+    if found is not None:
+        found.append(refused)
+    refused.__cause__ = cause
+    return refused
+
+
+class _Pool(AsyncAdaptedQueuePool):
+    """SQLAlchemy's async queue pool, whose checkout time-out is `Overloaded` (a 503 for the client), and
+    which keeps a web request to its share of connections (`request_scope`)."""
+
+    def connect(self) -> PoolProxiedConnection:
+        share = _SHARE.get()
+        if share is None:
+            return super().connect()
+        try:
+            await_only(asyncio.wait_for(share.acquire(), _TIMEOUT_RANGE_S[1]))
+        except TimeoutError as exc:
+            raise _refused(exc) from exc
+        try:
+            connection = super().connect()
+        except BaseException:
+            share.release()
+            raise
+        connection._connection_record.info[_SHARE_KEY] = share  # type: ignore[attr-defined]
+        return connection
+
+    def _do_get(self):  # type: ignore[no-untyped-def]  # noqa: ANN202 - SQLAlchemy's signature
+        try:
+            return super()._do_get()
+        except sa_exc.TimeoutError as exc:
+            raise _refused(exc) from exc
+
+    def _do_return_conn(self, record):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+        share = record.info.pop(_SHARE_KEY, None)
+        try:
+            super()._do_return_conn(record)
+        finally:
+            if share is not None:
+                share.release()
+
+
+def create_engine(settings: Settings | str, *, pooled: bool = True, concurrency: int | None = None) -> AsyncEngine:
     """An engine for `settings.database` (or a URL given directly); `postgresql://` and `sqlite://` URLs
     without a driver get asyncpg and aiosqlite.
 
+    `concurrency`: how many requests or jobs the process runs at once; it sizes the pool (`pool_for`).
     `pooled=False` opens a connection per checkout, for one-shot commands and scripts.
     """
-    url = make_url(settings if isinstance(settings, str) else settings.database)
-    return _engine(url, pooled=pooled, foreign_keys=True)
+    if isinstance(settings, str):
+        settings = Settings(database_url=settings)
+    url = make_url(settings.database)
+    return _engine(url, pooled=pooled, foreign_keys=True, pool=pool_for(settings, concurrency))
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
@@ -79,12 +202,16 @@ def _migration_engine(url: str) -> AsyncEngine:
     return _engine(make_url(url), pooled=False, foreign_keys=False)
 
 
-def _engine(url: URL, *, pooled: bool, foreign_keys: bool) -> AsyncEngine:
+def _engine(url: URL, *, pooled: bool, foreign_keys: bool, pool: PoolSize | None = None) -> AsyncEngine:
     url = _async_driver(url)
-    options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
+    options: dict[str, Any] = {"poolclass": NullPool}
+    if pooled and pool is not None and url.database not in (None, "", ":memory:"):
+        options = {"poolclass": _Pool, "pool_size": pool.size, "max_overflow": 0, "pool_timeout": pool.timeout_s}
+        if url.get_backend_name() != "sqlite":
+            options |= {"pool_recycle": 1800, "pool_pre_ping": True}
     if url.get_backend_name() != "sqlite":
         connect_args = {"timeout": _PG_CONNECT_TIMEOUT_S, "command_timeout": _PG_COMMAND_TIMEOUT_S if pooled else None}
-        return create_async_engine(url, connect_args=connect_args, **(_POOL if pooled else options))
+        return create_async_engine(url, connect_args=connect_args, **options)
     _make_parent_dir(url)
     engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}, **options)
     event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))

@@ -6,6 +6,8 @@
       ├── FeatureNotFound(key)                   not in the catalogue
       ├── CatalogueError(problems)               the catalogue's cross-references are broken
       ├── ServiceUnavailable                     Redis is unreachable: try again (extensions code SERVICE_UNAVAILABLE)
+      ├── Overloaded(message, retry_after_s)     too much work in progress, or no database connection in time:
+      │                                          the web answers HTTP 503 with Retry-After
       └── ProviderError(provider, status, retryable)   5xx, connection lost, stream cut (retryable)
             ├── ProviderTimeout                  no answer in time (not retried: the user waited already)
             ├── ProviderRateLimited(retry_after) 429 / 529 (retryable, honouring retry-after)
@@ -24,6 +26,7 @@ __all__ = [
     "FeatureNotFound",
     "CatalogueError",
     "ServiceUnavailable",
+    "Overloaded",
     "ProviderError",
     "ProviderTimeout",
     "ProviderRateLimited",
@@ -92,6 +95,13 @@ class ServiceUnavailable(SwitchboardError):
         super().__init__(message)
         self.message = message
         self.extensions = {"code": "SERVICE_UNAVAILABLE"}  # GraphQL error extensions
+class Overloaded(SwitchboardError):
+    """The process or its database cannot take more work now; the client should retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message, retry_after_s)
+        self.message = message
+        self.retry_after_s = retry_after_s
 
     def __str__(self) -> str:
         return self.message

@@ -137,6 +137,19 @@ class Settings(BaseSettings):
     max_subscriptions_per_user: int = Field(
         100, gt=0, validation_alias=_env("SWITCHBOARD_MAX_SUBSCRIPTIONS_PER_USER", "max_subscriptions_per_user")
     )
+    # Backpressure (web): GraphQL and API requests a web process serves at once; more are refused at once with
+    # HTTP 503 and Retry-After (health endpoints and /metrics excepted). 0: no limit.
+    max_inflight_requests: int = Field(
+        256, ge=0, validation_alias=_env("SWITCHBOARD_MAX_INFLIGHT_REQUESTS", "max_inflight_requests")
+    )
+    # The database pool of one process: at most this many connections, fewer when the process's concurrency
+    # is lower (in-flight requests for web, jobs for a worker); see `core.db.pool_for`.
+    db_pool_size: int = Field(20, ge=1, validation_alias=_env("SWITCHBOARD_DB_POOL_SIZE", "db_pool_size"))
+    # How long a checkout waits for a free connection before the request is refused (web: HTTP 503). Unset:
+    # derived from the process's concurrency and the pool size (`core.db.pool_for`).
+    db_pool_timeout_s: float | None = Field(
+        None, gt=0, validation_alias=_env("SWITCHBOARD_DB_POOL_TIMEOUT_S", "db_pool_timeout_s")
+    )
 
     @property
     def database(self) -> str:

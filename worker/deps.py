@@ -54,7 +54,7 @@ class Deps:
 def build_deps(settings: Settings, redis: Redis, *, providers: Providers | None = None) -> Deps:
     """`providers` replaces the clients built from the settings (tests point real SDK clients at local
     servers this way)."""
-    engine = create_engine(settings)
+    engine = create_engine(settings, concurrency=settings.worker_max_jobs)  # pool sized for its jobs
     sessions = session_factory(engine)
     return Deps(
         settings=settings,

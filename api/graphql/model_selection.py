@@ -84,9 +84,10 @@ def feature_title(catalogue: Catalogue, feature_setting: str) -> str:
     return catalogue.feature_settings[feature_setting].title
 
 
-async def require_switching(info: Info, principal: Principal, *actors: str) -> bool:
-    """Whether `ai_model_switching` is on for the user (and `actors`)."""
-    return await info.context.services.flags.enabled(MODEL_SWITCHING, actor_id("User", principal.user_id), *actors)
+async def require_switching(info: Info, principal: Principal, *actors: str, session: AsyncSession | None = None) -> bool:
+    """Whether `ai_model_switching` is on for the user (and `actors`); `session`: the caller's, if it holds one."""
+    flags = info.context.services.flags
+    return await flags.enabled(MODEL_SWITCHING, actor_id("User", principal.user_id), *actors, session=session)
 
 
 @strawberry.type(name="AiNamespaceFeatureSetting", description="A group's model choice for one feature setting.")
@@ -179,7 +180,7 @@ class NamespaceSelectionQuery:
     async def ai_namespace_feature_settings(self, info: Info, namespace_id: NamespaceID) -> AiNamespaceFeatureSettingConnection | None:
         async with info.context.services.sessions() as session:
             principal, group = await _owned_group(info, session, namespace_id, READ_SCOPES)
-            if not await require_switching(info, principal, actor_id("Group", group.id)):
+            if not await require_switching(info, principal, actor_id("Group", group.id), session=session):
                 raise AccessDenied(model_settings.NOT_ENABLED)
             selection = await load_selection(session)
         settings = [member.value for member in AiFeatures]
@@ -196,7 +197,7 @@ class NamespaceSelectionMutation:
         feature = input.feature.value
         async with info.context.services.sessions() as session, session.begin():
             principal, group = await _owned_group(info, session, input.namespace_id, WRITE_SCOPES)
-            if not await require_switching(info, principal, actor_id("Group", group.id)):
+            if not await require_switching(info, principal, actor_id("Group", group.id), session=session):
                 return AiNamespaceFeatureSettingUpdatePayload(ai_feature_settings=[], errors=[model_settings.NOT_ENABLED],
                                                               client_mutation_id=input.client_mutation_id)
             errors = await model_settings.update_namespace_setting(

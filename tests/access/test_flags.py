@@ -68,14 +68,16 @@ async def test_writes_follow_flipper(session: AsyncSession) -> None:
 async def test_the_store_uses_defaults_until_a_flag_is_set_and_caches_for_its_ttl(database_url: str) -> None:
     engine = create_engine(database_url)
     sessions = session_factory(engine)
-    store = FlagStore(sessions, default=lambda name: name == "default_on", ttl_s=0.3)
+    now = [0.0]
+    store = FlagStore(sessions, default=lambda name: name == "default_on", ttl_s=5, clock=lambda: now[0])
     try:
         assert await store.enabled("default_on") and not await store.enabled("default_off")
         async with sessions() as session, session.begin():
             await flags.disable(session, "default_on")
             await flags.add_actors(session, "default_off", ["User:2"])
+        now[0] = 4.9
         assert await store.enabled("default_on")  # cached
-        await asyncio.sleep(0.35)
+        now[0] = 5.0
         assert not await store.enabled("default_on")
         assert await store.resolve(["default_off", "unknown"], "User:2") == {"default_off": True, "unknown": False}
         async with sessions() as session, session.begin():
