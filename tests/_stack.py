@@ -103,7 +103,7 @@ def _fresh_postgres(base: str) -> str:
 
 
 def _wait_ready(url: str, processes: list[subprocess.Popen[bytes]], logs: Path) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # a start-up on a loaded 2-core host; not a speed requirement
     while time.monotonic() < deadline:
         if any(p.poll() is not None for p in processes):
             break
