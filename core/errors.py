@@ -2,7 +2,8 @@
 
     SwitchboardError
       ├── InvalidInput(argument, reason)          bad user input, named when it has a name
-      ├── AccessDenied(message)                  an authorization check said no; the message is GitLab's text
+      ├── AccessDenied(message, reason)          an authorization check said no; the message is GitLab's text,
+      │                                          the reason (`extensions.reason`) ours, e.g. `insufficient_scope`
       ├── FeatureNotFound(key)                   not in the catalogue
       ├── CatalogueError(problems)               the catalogue's cross-references are broken
       └── ProviderError(provider, status, retryable)   5xx, connection lost, stream cut (retryable)
@@ -57,9 +58,12 @@ class InvalidInput(SwitchboardError):
 
 
 class AccessDenied(SwitchboardError):
-    def __init__(self, message: str = RESOURCE_NOT_AVAILABLE) -> None:
+    def __init__(self, message: str = RESOURCE_NOT_AVAILABLE, *, reason: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
+        # graphql-core copies an original error's `extensions` into the GraphQL error it reports
+        self.extensions = {"reason": reason} if reason else None
 
     def __str__(self) -> str:
         return self.message
