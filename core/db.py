@@ -77,9 +77,10 @@ def _migration_engine(url: str) -> AsyncEngine:
 
 def _engine(url: URL, *, pooled: bool, foreign_keys: bool) -> AsyncEngine:
     url = _async_driver(url)
-    options: dict[str, Any] = {} if pooled else {"poolclass": NullPool}
+    # hide_parameters: a failed statement's error and log never quote its values (user text, token digests)
+    options: dict[str, Any] = {"hide_parameters": True} | ({} if pooled else {"poolclass": NullPool})
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, **(_POOL if pooled else options))
+        return create_async_engine(url, **((_POOL if pooled else {}) | options))
     _make_parent_dir(url)
     engine = create_async_engine(url, **options)
     event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))

@@ -88,12 +88,21 @@ class CatalogueError(SwitchboardError):
 
 
 class ProviderError(SwitchboardError):
+    """`detail` is for operators. When `quotes_provider` is set it is the provider's own error text, which
+    may echo the prompt (vLLM, LiteLLM): it is logged only under `expanded_ai_logging`."""
+
     def __init__(self, provider: str, status: int | None, detail: str = "", *, retryable: bool = False) -> None:
         super().__init__(provider, status, detail)
         self.provider = provider
         self.status = status
         self.detail = detail
         self.retryable = retryable
+        self.quotes_provider = False
+
+    @property
+    def loggable_detail(self) -> str | None:
+        """`detail` when it is ours (no provider text), else None."""
+        return None if self.quotes_provider else self.detail
 
     def __str__(self) -> str:
         return f"{self.provider} failed ({self.status or 'no status'}): {self.detail}"

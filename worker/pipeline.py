@@ -199,7 +199,8 @@ async def _stream(
     except ProviderError as exc:
         record_provider_request(model.provider, model.identifier, type(exc).__name__, time.perf_counter() - call.started)
         log.warning("error_response_received", extra={**context, "error": type(exc).__name__, "status": exc.status,
-                                                        "detail": exc.detail, "chunks": len(call.parts)})
+                                                        "detail": exc.loggable_detail, "chunks": len(call.parts),
+                                                        **expanded(provider_detail=exc.detail)})
         raise
     call.usage = call.usage or estimated_usage(completion, "".join(call.parts))
     duration_s = time.perf_counter() - call.started
