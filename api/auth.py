@@ -1,22 +1,30 @@
-"""Finding the caller: `Authorization: Bearer`, `PRIVATE-TOKEN`, or a websocket's `connection_init` payload."""
+"""Finding the caller: `Authorization: Bearer`, `PRIVATE-TOKEN`, or a websocket's `connection_init` payload,
+resolved to a principal through the process's authentication cache (`SWITCHBOARD_AUTH_CACHE_S`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from access.tokens import Principal
+from access.tokens import (
+    AI_ACTION_SCOPES,
+    READ_SCOPES,
+    WRITE_SCOPES,
+    Principal,
+    hash_token,
+    require_scopes,
+)
 from api.services import Services
 
 __all__ = [
     "token_from_headers",
     "token_from_params",
     "principal_for",
+    "principal_for_digest",
+    "require_scopes",
+    "AI_ACTION_SCOPES",
     "WRITE_SCOPES",
     "READ_SCOPES",
 ]
-
-WRITE_SCOPES = frozenset({"api", "ai_features"})
-READ_SCOPES = frozenset({"api", "read_api", "ai_features"})
 
 
 def _bearer(value: str | None) -> str | None:
@@ -45,4 +53,10 @@ def token_from_params(params: object) -> str | None:
 async def principal_for(services: Services, token: str | None) -> Principal | None:
     if token is None:
         return None
-    return await services.principals.principal(services.sessions, token)  # cached, one query per token at a time
+    return await principal_for_digest(services, hash_token(token))
+
+
+async def principal_for_digest(services: Services, digest: str) -> Principal | None:
+    """The principal of the token with this SHA-256 digest: cached, else one query per token at a time
+    however many requests bring it."""
+    return await services.principals.principal(services.sessions, digest)

@@ -16,6 +16,7 @@ import uvloop
 
 from cli.accounts import seed_demo
 from cli.commands import CommandFailed
+from cli.database import safe_url
 from core.settings import Settings
 
 __all__ = ["register"]
@@ -97,7 +98,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
     ]
     host = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host
     print(f"\nSwitchboard: http://{host}:{args.port}/api/graphql  (GraphiQL in a browser; Ctrl-C stops)")
-    print(f"Redis: {env['REDIS_URL']}   mock model: {'on' if settings.use_mock_model else 'off'}")
+    print(f"Redis: {safe_url(env['REDIS_URL'])}   mock model: {'on' if settings.use_mock_model else 'off'}")
     alice = document["users"].get("alice", {})
     if alice:
         print(f"Try: curl -s http://{host}:{args.port}/api/graphql -H 'Authorization: Bearer {alice['token']}' "

@@ -204,9 +204,10 @@ def _migration_engine(url: str) -> AsyncEngine:
 
 def _engine(url: URL, *, pooled: bool, foreign_keys: bool, pool: PoolSize | None = None) -> AsyncEngine:
     url = _async_driver(url)
-    options: dict[str, Any] = {"poolclass": NullPool}
+    # hide_parameters: a failed statement's error and log never quote its values (user text, token digests)
+    options: dict[str, Any] = {"hide_parameters": True, "poolclass": NullPool}
     if pooled and pool is not None and url.database not in (None, "", ":memory:"):
-        options = {"poolclass": _Pool, "pool_size": pool.size, "max_overflow": 0, "pool_timeout": pool.timeout_s}
+        options |= {"poolclass": _Pool, "pool_size": pool.size, "max_overflow": 0, "pool_timeout": pool.timeout_s}
         if url.get_backend_name() != "sqlite":
             options |= {"pool_recycle": 1800, "pool_pre_ping": True}
     if url.get_backend_name() != "sqlite":

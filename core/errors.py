@@ -2,7 +2,8 @@
 
     SwitchboardError
       ├── InvalidInput(argument, reason)          bad user input, named when it has a name
-      ├── AccessDenied(message)                  an authorization check said no; the message is GitLab's text
+      ├── AccessDenied(message, reason)          an authorization check said no; the message is GitLab's text,
+      │                                          the reason (`extensions.reason`) ours, e.g. `insufficient_scope`
       ├── FeatureNotFound(key)                   not in the catalogue
       ├── CatalogueError(problems)               the catalogue's cross-references are broken
       ├── ServiceUnavailable                     Redis is unreachable: try again (extensions code SERVICE_UNAVAILABLE)
@@ -62,9 +63,12 @@ class InvalidInput(SwitchboardError):
 
 
 class AccessDenied(SwitchboardError):
-    def __init__(self, message: str = RESOURCE_NOT_AVAILABLE) -> None:
+    def __init__(self, message: str = RESOURCE_NOT_AVAILABLE, *, reason: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.reason = reason
+        # graphql-core copies an original error's `extensions` into the GraphQL error it reports
+        self.extensions = {"reason": reason} if reason else None
 
     def __str__(self) -> str:
         return self.message
@@ -108,12 +112,21 @@ class Overloaded(SwitchboardError):
 
 
 class ProviderError(SwitchboardError):
+    """`detail` is for operators. When `quotes_provider` is set it is the provider's own error text, which
+    may echo the prompt (vLLM, LiteLLM): it is logged only under `expanded_ai_logging`."""
+
     def __init__(self, provider: str, status: int | None, detail: str = "", *, retryable: bool = False) -> None:
         super().__init__(provider, status, detail)
         self.provider = provider
         self.status = status
         self.detail = detail
         self.retryable = retryable
+        self.quotes_provider = False
+
+    @property
+    def loggable_detail(self) -> str | None:
+        """`detail` when it is ours (no provider text), else None."""
+        return None if self.quotes_provider else self.detail
 
     def __str__(self) -> str:
         return f"{self.provider} failed ({self.status or 'no status'}): {self.detail}"

@@ -16,101 +16,104 @@ def _env(*names: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    """Every knob of Switchboard. Field names work as keyword arguments; the aliases are the env names."""
+    """Every knob of Switchboard. Field names work as keyword arguments; the aliases are the env names, and
+    only they are read (SPEC §4): never an un-prefixed alias such as `MODE` or `SECRET_KEY` that other software
+    sets. With `populate_by_name` pydantic-settings also looks a field's name up in the environment, so the
+    prefix makes that lookup `SWITCHBOARD_<FIELD>`, in our own namespace."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="SWITCHBOARD_", env_file=".env", extra="ignore", populate_by_name=True)
 
-    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "redis_url"))
-    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL", "database_url"))
+    redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL"))
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
     mode: Literal["saas", "self_managed"] = Field(
-        "self_managed", validation_alias=_env("SWITCHBOARD_MODE", "mode")
+        "self_managed", validation_alias=_env("SWITCHBOARD_MODE")
     )
     mock_model_responses: bool | None = Field(
-        None, validation_alias=_env("SWITCHBOARD_MOCK_MODEL_RESPONSES", "mock_model_responses")
+        None, validation_alias=_env("SWITCHBOARD_MOCK_MODEL_RESPONSES")
     )
     anthropic_api_key: SecretStr | None = Field(
-        None, validation_alias=_env("ANTHROPIC_API_KEY", "anthropic_api_key")
+        None, validation_alias=_env("ANTHROPIC_API_KEY")
     )
     google_api_key: SecretStr | None = Field(
-        None, validation_alias=_env("GOOGLE_API_KEY", "GEMINI_API_KEY", "google_api_key")
+        None, validation_alias=_env("GOOGLE_API_KEY", "GEMINI_API_KEY")
     )
     # Providers (SPEC §8.1). Anthropic reads the SDK's own variables; Claude on Vertex AI and Gemini on
     # Vertex AI use Google's application default credentials with the project and location below.
-    anthropic_base_url: str | None = Field(None, validation_alias=_env("ANTHROPIC_BASE_URL", "anthropic_base_url"))
+    anthropic_base_url: str | None = Field(None, validation_alias=_env("ANTHROPIC_BASE_URL"))
     google_base_url: str | None = Field(
-        None, validation_alias=_env("SWITCHBOARD_GOOGLE_BASE_URL", "google_base_url")
+        None, validation_alias=_env("SWITCHBOARD_GOOGLE_BASE_URL")
     )
     google_genai_use_vertexai: bool = Field(
-        False, validation_alias=_env("GOOGLE_GENAI_USE_VERTEXAI", "google_genai_use_vertexai")
+        False, validation_alias=_env("GOOGLE_GENAI_USE_VERTEXAI")
     )
     google_cloud_project: str | None = Field(
-        None, validation_alias=_env("GOOGLE_CLOUD_PROJECT", "google_cloud_project")
+        None, validation_alias=_env("GOOGLE_CLOUD_PROJECT")
     )
     google_cloud_location: str | None = Field(
-        None, validation_alias=_env("GOOGLE_CLOUD_LOCATION", "google_cloud_location")
+        None, validation_alias=_env("GOOGLE_CLOUD_LOCATION")
     )
     vertex_base_url: str | None = Field(
-        None, validation_alias=_env("ANTHROPIC_VERTEX_BASE_URL", "vertex_base_url")
+        None, validation_alias=_env("ANTHROPIC_VERTEX_BASE_URL")
     )
     openai_compatible_base_url: str | None = Field(
-        None, validation_alias=_env("SWITCHBOARD_OPENAI_COMPATIBLE_BASE_URL", "openai_compatible_base_url")
+        None, validation_alias=_env("SWITCHBOARD_OPENAI_COMPATIBLE_BASE_URL")
     )
     openai_compatible_api_key: SecretStr | None = Field(
-        None, validation_alias=_env("SWITCHBOARD_OPENAI_COMPATIBLE_API_KEY", "openai_compatible_api_key")
+        None, validation_alias=_env("SWITCHBOARD_OPENAI_COMPATIBLE_API_KEY")
     )
     # The model name the OpenAI-compatible server serves (vLLM, Ollama, LiteLLM); overrides the catalogue's.
     openai_compatible_model: str | None = Field(
-        None, validation_alias=_env("SWITCHBOARD_OPENAI_COMPATIBLE_MODEL", "openai_compatible_model")
+        None, validation_alias=_env("SWITCHBOARD_OPENAI_COMPATIBLE_MODEL")
     )
     # A models.yml identifier that answers every feature instead of its feature setting's default.
-    default_model: str | None = Field(None, validation_alias=_env("SWITCHBOARD_DEFAULT_MODEL", "default_model"))
+    default_model: str | None = Field(None, validation_alias=_env("SWITCHBOARD_DEFAULT_MODEL"))
     # First backoff delay of a retried model call (then ×2·(1+random)); tests make it small.
     retry_base_delay_s: float = Field(
-        1.0, ge=0, validation_alias=_env("SWITCHBOARD_RETRY_BASE_DELAY_S", "retry_base_delay_s")
+        1.0, ge=0, validation_alias=_env("SWITCHBOARD_RETRY_BASE_DELAY_S")
     )
-    secret_key: SecretStr | None = Field(None, validation_alias=_env("SWITCHBOARD_SECRET_KEY", "secret_key"))
-    sync_execution: bool = Field(False, validation_alias=_env("SWITCHBOARD_SYNC_EXECUTION", "sync_execution"))
+    secret_key: SecretStr | None = Field(None, validation_alias=_env("SWITCHBOARD_SECRET_KEY"))
+    sync_execution: bool = Field(False, validation_alias=_env("SWITCHBOARD_SYNC_EXECUTION"))
     ai_action_rate_limit: int = Field(
-        160, ge=0, validation_alias=_env("SWITCHBOARD_AI_ACTION_RATE_LIMIT", "ai_action_rate_limit")
+        160, ge=0, validation_alias=_env("SWITCHBOARD_AI_ACTION_RATE_LIMIT")
     )
-    data_dir: Path = Field(Path(".data"), validation_alias=_env("SWITCHBOARD_DATA_DIR", "data_dir"))
-    port: int = Field(8080, validation_alias=_env("PORT", "port"))
+    data_dir: Path = Field(Path(".data"), validation_alias=_env("SWITCHBOARD_DATA_DIR"))
+    port: int = Field(8080, validation_alias=_env("PORT"))
 
     # Worker: how many jobs one process runs at once, how long a job may take in all, and the lease that
     # lets another worker take over the job of a worker that died (renewed every lease/3 while alive).
-    worker_max_jobs: int = Field(2000, validation_alias=_env("SWITCHBOARD_WORKER_MAX_JOBS", "worker_max_jobs"))
-    job_timeout_s: float = Field(300.0, validation_alias=_env("SWITCHBOARD_JOB_TIMEOUT_S", "job_timeout_s"))
-    job_lease_s: float = Field(10.0, gt=0, validation_alias=_env("SWITCHBOARD_JOB_LEASE_S", "job_lease_s"))
-    poll_delay_s: float = Field(0.5, gt=0, validation_alias=_env("SWITCHBOARD_POLL_DELAY_S", "poll_delay_s"))
+    worker_max_jobs: int = Field(2000, validation_alias=_env("SWITCHBOARD_WORKER_MAX_JOBS"))
+    job_timeout_s: float = Field(300.0, validation_alias=_env("SWITCHBOARD_JOB_TIMEOUT_S"))
+    job_lease_s: float = Field(10.0, gt=0, validation_alias=_env("SWITCHBOARD_JOB_LEASE_S"))
+    poll_delay_s: float = Field(0.5, gt=0, validation_alias=_env("SWITCHBOARD_POLL_DELAY_S"))
     # SIGTERM: how long a worker lets its running jobs finish before it hands the rest back to the queue.
     shutdown_grace_s: float = Field(
-        20.0, ge=0, validation_alias=_env("SWITCHBOARD_SHUTDOWN_GRACE_S", "shutdown_grace_s")
+        20.0, ge=0, validation_alias=_env("SWITCHBOARD_SHUTDOWN_GRACE_S")
     )
     # The worker's Prometheus `/metrics` port (the next free one when taken, so several workers share a
     # host); 0 turns it off.
     worker_metrics_port: int = Field(
-        8082, ge=0, validation_alias=_env("SWITCHBOARD_WORKER_METRICS_PORT", "worker_metrics_port")
+        8082, ge=0, validation_alias=_env("SWITCHBOARD_WORKER_METRICS_PORT")
     )
     # `json` (one object a line, SPEC §10) or `text` for the long-running processes' logs.
     log_format: Literal["json", "text"] = Field(
-        "json", validation_alias=_env("SWITCHBOARD_LOG_FORMAT", "log_format")
+        "json", validation_alias=_env("SWITCHBOARD_LOG_FORMAT")
     )
     # Overrides every feature's model-call timeout when set (operators; tests).
-    llm_timeout_s: float | None = Field(None, validation_alias=_env("SWITCHBOARD_LLM_TIMEOUT_S", "llm_timeout_s"))
+    llm_timeout_s: float | None = Field(None, validation_alias=_env("SWITCHBOARD_LLM_TIMEOUT_S"))
 
     # permessage-deflate on websockets: off by default; streamed chunks are small, and compressing each costs
     # CPU and ~tens of KB of zlib state per connection.
-    ws_compression: bool = Field(False, validation_alias=_env("SWITCHBOARD_WS_COMPRESSION", "ws_compression"))
+    ws_compression: bool = Field(False, validation_alias=_env("SWITCHBOARD_WS_COMPRESSION"))
 
     # How long a web process trusts a token it checked (a revoked token stops working within this time).
-    auth_cache_s: float = Field(5.0, ge=0, validation_alias=_env("SWITCHBOARD_AUTH_CACHE_S", "auth_cache_s"))
+    auth_cache_s: float = Field(5.0, ge=0, validation_alias=_env("SWITCHBOARD_AUTH_CACHE_S"))
 
     # Streams: how long a route's messages stay replayable, and how many the shared stream keeps.
-    replay_ttl_s: int = Field(3600, ge=600, validation_alias=_env("SWITCHBOARD_REPLAY_TTL_S", "replay_ttl_s"))
-    route_maxlen: int = Field(1000, validation_alias=_env("SWITCHBOARD_ROUTE_MAXLEN", "route_maxlen"))
-    firehose_maxlen: int = Field(100_000, validation_alias=_env("SWITCHBOARD_FIREHOSE_MAXLEN", "firehose_maxlen"))
+    replay_ttl_s: int = Field(3600, ge=600, validation_alias=_env("SWITCHBOARD_REPLAY_TTL_S"))
+    route_maxlen: int = Field(1000, validation_alias=_env("SWITCHBOARD_ROUTE_MAXLEN"))
+    firehose_maxlen: int = Field(100_000, validation_alias=_env("SWITCHBOARD_FIREHOSE_MAXLEN"))
     redis_max_connections: int = Field(
-        32, validation_alias=_env("SWITCHBOARD_REDIS_MAX_CONNECTIONS", "redis_max_connections")
+        32, validation_alias=_env("SWITCHBOARD_REDIS_MAX_CONNECTIONS")
     )
 
     # Limits of the web process (README "Limits"). HTTP: the body's size (413 past it), the request head's

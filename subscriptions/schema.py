@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from strawberry.scalars import JSON
 
 from access.reading import readable_resource
-from access.tokens import Principal
+from access.tokens import READ_SCOPES, Principal, require_scopes
 from core.errors import RESOURCE_NOT_AVAILABLE, AccessDenied
 from core.ids import AI_MODEL_TYPES, GlobalID
 from core.settings import Settings
@@ -99,8 +99,8 @@ class AiMessageType:
 
 async def _authorize(context: SubscriptionContext, user_id: str | None, resource_id: str | None) -> str | None:
     """The caller's GID when they may subscribe with these arguments; raises AccessDenied otherwise."""
-    principal = context.principal
-    if principal is None or user_id is None:
+    principal = require_scopes(context.principal, READ_SCOPES)
+    if user_id is None:
         raise AccessDenied(RESOURCE_NOT_AVAILABLE)
     if GlobalID.parse(user_id, argument="userId", types={"User"}).id != principal.user_id:
         raise AccessDenied(RESOURCE_NOT_AVAILABLE)

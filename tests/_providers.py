@@ -51,6 +51,7 @@ class Reply:
     end_after: int | None = None  # deltas sent before the body ends cleanly, without the stop event
     malformed_after: int | None = None  # deltas sent before an event that is not JSON
     error_event: str | None = None  # Anthropic in-stream error type sent after the deltas (overloaded_error…)
+    error_message: str | None = None  # the error body's message (vLLM and LiteLLM echo the prompt in theirs)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,8 @@ class FakeLLM:
         else:
             return JSONResponse({"error": f"unknown path {path}"}, status_code=404)
         if reply.status != 200:
-            return JSONResponse(wire.error(reply.status), status_code=reply.status, headers=reply.headers)
+            return JSONResponse(wire.error(reply.status, reply.error_message or f"fake {reply.status}"), status_code=reply.status,
+                                headers=reply.headers)
         return StreamingResponse(_events(wire, reply), media_type="text/event-stream", headers=reply.headers)
 
 
@@ -120,7 +122,7 @@ class _Wire:
     def end(self, usage: tuple[int, int] | None) -> list[str]:
         raise NotImplementedError
 
-    def error(self, status: int) -> dict[str, Any]:
+    def error(self, status: int, message: str) -> dict[str, Any]:
         raise NotImplementedError
 
     def malformed(self) -> str:
@@ -155,8 +157,8 @@ class _AnthropicWire(_Wire):
             self._event("message_stop", {}),
         ]
 
-    def error(self, status: int) -> dict[str, Any]:
-        return {"type": "error", "error": {"type": self._ERRORS.get(status, "api_error"), "message": f"fake {status}"}}
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return {"type": "error", "error": {"type": self._ERRORS.get(status, "api_error"), "message": message}}
 
     def malformed(self) -> str:
         return "event: content_block_delta\ndata: {this is not json\n\n"
@@ -185,8 +187,8 @@ class _GeminiWire(_Wire):
     def end(self, usage: tuple[int, int] | None) -> list[str]:
         return [self._chunk([{"text": ""}], finish="STOP", usage=usage)]
 
-    def error(self, status: int) -> dict[str, Any]:
-        return {"error": {"code": status, "message": f"fake {status}", "status": self._STATUS.get(status, "UNKNOWN")}}
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return {"error": {"code": status, "message": message, "status": self._STATUS.get(status, "UNKNOWN")}}
 
 
 class _OpenAIWire(_Wire):
@@ -210,8 +212,8 @@ class _OpenAIWire(_Wire):
             events.append(self._chunk([], usage))
         return [*events, "data: [DONE]\n\n"]
 
-    def error(self, status: int) -> dict[str, Any]:
-        return {"error": {"message": f"fake {status}", "type": "fake_error", "code": status}}
+    def error(self, status: int, message: str) -> dict[str, Any]:
+        return {"error": {"message": message, "type": "fake_error", "code": status}}
 
 
 _ANTHROPIC, _GEMINI, _OPENAI = _AnthropicWire(), _GeminiWire(), _OpenAIWire()

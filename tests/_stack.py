@@ -58,6 +58,23 @@ class Stack:
         self.extra.append(process)
         return process
 
+    def start_web(self, name: str, **env: str) -> tuple[subprocess.Popen[bytes], str]:
+        """Another web process on the same Redis and database (own settings in `env`); returns it and its URL."""
+        port = free_port()
+        process = _spawn(["web", "--port", str(port)], {**self.env, **env}, self.logs / f"{name}.log")
+        self.extra.append(process)
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, [process], self.logs)
+        return process, url
+
+    @staticmethod
+    def stop(process: subprocess.Popen[bytes]) -> None:
+        _stop(process)
+
+    def cli(self, *args: str) -> str:
+        """`switchboard ARGS` against this stack; its stdout."""
+        return _cli(list(args), self.env)
+
 
 def _cli(args: list[str], env: dict[str, str]) -> str:
     result = subprocess.run(

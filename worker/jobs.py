@@ -22,7 +22,7 @@ from arq import Retry
 
 from core.actions import ActionRecord
 from core.errors import ProviderError, user_facing_text
-from core.logs import EXPANDED_FLAG, expanded_logging
+from core.logs import EXPANDED_FLAG, expanded, expanded_logging
 from core.metrics import record_completion, record_refusal
 from worker.deps import Deps, build_deps
 from worker.pipeline import execute, publish_failure
@@ -69,8 +69,10 @@ async def run_action(ctx: dict[str, Any], record_json: str) -> str:
             log.info("retrying_request", extra={"request_id": record.request_id, "feature": record.feature,
                                                 "try": job_try, "delay_s": round(delay, 3), "error": type(exc).__name__})
             raise Retry(defer=delay) from exc
-        log.warning("completion_failed: %s", exc, extra={"request_id": record.request_id, "feature": record.feature,
-                                                          "try": job_try, "error": str(exc)})
+        log.warning("completion_failed", extra={  # the provider's own text only under expanded AI logging
+            "request_id": record.request_id, "feature": record.feature, "try": job_try, "error": type(exc).__name__,
+            "provider": exc.provider, "status": exc.status, "detail": exc.loggable_detail,
+            **expanded(record.flags.get(EXPANDED_FLAG, False), provider_detail=exc.detail)})
         await publish_failure(deps, record, user_facing_text(exc))
         _ended(record, ok=False)
         return "failed"

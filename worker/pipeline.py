@@ -19,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from contextlib import aclosing
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -34,13 +34,13 @@ from core.errors import (
     ProviderTimeout,
 )
 from core.logs import expanded
-from core.redis import REDIS_UNAVAILABLE
 from core.metrics import (
     FIRST_CHUNK_SECONDS,
     INPUT_TOKENS,
     OUTPUT_TOKENS,
     record_provider_request,
 )
+from core.redis import REDIS_UNAVAILABLE
 from subscriptions import history
 from subscriptions.messages import AiMessage, RequestRoutes
 from worker.deps import Deps
@@ -225,7 +225,8 @@ async def _stream(
     except ProviderError as exc:
         record_provider_request(model.provider, model.identifier, type(exc).__name__, time.perf_counter() - call.started)
         log.warning("error_response_received", extra={**context, "error": type(exc).__name__, "status": exc.status,
-                                                        "detail": exc.detail, "chunks": len(call.parts)})
+                                                        "detail": exc.loggable_detail, "chunks": len(call.parts),
+                                                        **expanded(provider_detail=exc.detail)})
         raise
     call.usage = call.usage or estimated_usage(completion, "".join(call.parts))
     duration_s = time.perf_counter() - call.started

@@ -1,8 +1,13 @@
-"""The GraphQL context and the view that builds it (HTTP and both websocket protocols)."""
+"""The GraphQL context and the view that builds it (HTTP and both websocket protocols).
+
+A token that is presented and invalid gets HTTP 401 with GitLab's body; no token is an anonymous caller. A
+websocket without a valid token is closed with 4403 at `connection_init`, and so later is one whose token
+stops being valid (`api.graphql.websockets`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -15,16 +20,21 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
+from strawberry.types.unset import UNSET
 
-from access.tokens import Principal
-from api.auth import principal_for, token_from_headers, token_from_params
-from api.graphql.sockets import LegacySocketHandler, SocketHandler
+from access.tokens import Principal, auth_failed, hash_token
+from api.auth import principal_for_digest, token_from_headers, token_from_params
+from api.graphql.websockets import WS_FORBIDDEN, LegacyWSHandler, OpenSockets, TransportWSHandler
 from api.services import Services
 from core.settings import Settings
 
 __all__ = ["Context", "SwitchboardGraphQL"]
 
-WS_FORBIDDEN = 4403
+_UNAUTHORIZED = {"message": "401 Unauthorized"}  # GitLab's body
+
+
+class _InvalidToken(Exception):
+    """An HTTP request presented a token that is unknown, revoked or expired: 401."""
 
 
 @dataclass
@@ -35,6 +45,7 @@ class Context:
     principal: Principal | None
     bad_token: bool = False
     connection_params: dict[str, Any] | None = None
+    token_digest: str | None = None  # the SHA-256 of the caller's token: websockets re-check it
 
     @property
     def hub(self):  # noqa: ANN201 - the subscription resolvers read these four by name
@@ -63,9 +74,9 @@ def _error(status: int, message: str, *, close: bool = False) -> Response:
 
 
 class SwitchboardGraphQL(GraphQL):
-    # Both websocket protocols close a socket that sends no connection_init in time.
-    graphql_transport_ws_handler_class = SocketHandler
-    graphql_ws_handler_class = LegacySocketHandler
+    # Both protocols: a deadline for connection_init, and the token re-checked on open sockets.
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
 
     def encode_json(self, data: object) -> str:
         # orjson: several times faster than json.dumps on every streamed message; text, as clients expect
@@ -111,16 +122,38 @@ class SwitchboardGraphQL(GraphQL):
         await response(scope, receive, send)
         return None
 
+    @cached_property
+    def open_sockets(self) -> OpenSockets:
+        """This process's authenticated websockets, re-checked every `SWITCHBOARD_AUTH_CACHE_S`."""
+        return OpenSockets()
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        try:
+            return await super().run(request, context, root_value)
+        except _InvalidToken:
+            return JSONResponse(_UNAUTHORIZED, status_code=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         services: Services = request.app.state.services
         token = token_from_headers(request.headers)
-        principal = await principal_for(services, token)
-        return Context(request, response, services, principal, bad_token=token is not None and principal is None)
+        digest = hash_token(token) if token is not None else None
+        principal = await principal_for_digest(services, digest) if digest is not None else None
+        if digest is not None and principal is None and not isinstance(request, WebSocket):
+            auth_failed("invalid_token", transport="http")
+            raise _InvalidToken
+        return Context(request, response, services, principal, bad_token=digest is not None and principal is None,
+                       token_digest=digest if principal is not None else None)
 
     async def on_ws_connect(self, context: Context) -> None:
         if context.principal is None and not context.bad_token:
-            context.principal = await principal_for(context.services, token_from_params(context.connection_params))
+            token = token_from_params(context.connection_params)
+            if token is not None:
+                context.token_digest = hash_token(token)
+                context.principal = await principal_for_digest(context.services, context.token_digest)
         if context.principal is None:
+            reason = "missing_token" if context.token_digest is None and not context.bad_token else "invalid_token"
+            auth_failed(reason, transport="websocket")
+            context.token_digest = None
             websocket = context.request
             if isinstance(websocket, WebSocket) and websocket.scope.get("subprotocols", [None])[0] == GRAPHQL_WS_PROTOCOL:
                 # strawberry closes a rejected legacy graphql-ws connection with 1011; clients expect 4403

@@ -19,7 +19,7 @@ from strawberry.types import Info
 
 from access.admin import model_settings
 from access.tokens import Principal
-from api.auth import READ_SCOPES, WRITE_SCOPES
+from api.auth import READ_SCOPES, WRITE_SCOPES, require_scopes
 from api.graphql.model_selection import (
     AiFeatures,
     AiOfferedModelConnection,
@@ -175,8 +175,8 @@ def instance_node(catalogue: Catalogue, selection: Selection, feature_setting: s
 
 
 async def _admin(info: Info, scopes: frozenset[str]) -> Principal:
-    principal = info.context.principal
-    if principal is None or not principal.scopes & scopes or not principal.admin:
+    principal = require_scopes(info.context.principal, scopes)
+    if not principal.admin:
         raise AccessDenied()
     return principal
 

@@ -19,7 +19,7 @@ from access.admin import model_settings
 from access.flags import actor_id
 from access.reading import access_level
 from access.tokens import Principal
-from api.auth import READ_SCOPES, WRITE_SCOPES
+from api.auth import READ_SCOPES, WRITE_SCOPES, require_scopes
 from catalogue import Catalogue, get_catalogue
 from catalogue.features import FEATURE_LIST
 from catalogue.flags import MODEL_SWITCHING
@@ -164,9 +164,7 @@ def _node(
 async def _owned_group(info: Info, session: AsyncSession, namespace_id: str, scopes: frozenset[str]) -> tuple[Principal, Group]:
     """The group, when the caller owns it (or is an admin) with a token allowing `scopes`; the resource
     error otherwise."""
-    principal = info.context.principal
-    if principal is None or not principal.scopes & scopes:
-        raise AccessDenied()
+    principal = require_scopes(info.context.principal, scopes)
     gid = GlobalID.parse(namespace_id, argument="namespaceId", types={"Group", "Namespace"})
     group = await session.get(Group, gid.id)
     if group is None or not (principal.admin or await access_level(session, principal, group) >= AccessLevel.OWNER):

@@ -10,15 +10,13 @@ import strawberry
 from strawberry.types import Info
 
 from access.checks import check_rate_limit
-from api.auth import WRITE_SCOPES
+from api.auth import AI_ACTION_SCOPES, require_scopes
 from api.graphql.context import Context
 from api.graphql.inputs import AiActionInputs, build_action_input, field_value
 from catalogue import Feature
 from core.actions import ActionRecord
 from core.errors import (
     AI_NOT_PERMITTED,
-    RESOURCE_NOT_AVAILABLE,
-    AccessDenied,
     InvalidInput,
     ServiceUnavailable,
 )
@@ -94,9 +92,7 @@ def _short_text(value: str | None, argument: str) -> str | None:
 
 
 async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -> AiActionPayload:
-    principal = context.principal
-    if principal is None or not principal.scopes & WRITE_SCOPES:
-        raise AccessDenied(RESOURCE_NOT_AVAILABLE)
+    principal = require_scopes(context.principal, AI_ACTION_SCOPES)  # 1
     feature, method_input = _chosen(inputs, data)
     services = context.services
     await check_rate_limit(services.redis, principal, services.settings.ai_action_rate_limit)  # 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from api.auth import READ_SCOPES
+from api.auth import READ_SCOPES, require_scopes
 from api.graphql.namespaces import (
     CurrentUserType,
     GroupType,
@@ -16,7 +16,6 @@ from api.graphql.namespaces import (
     find_project,
 )
 from catalogue import Feature
-from core.errors import RESOURCE_NOT_AVAILABLE, AccessDenied
 from subscriptions.scalars import AiModelID
 
 __all__ = ["Query"]
@@ -35,10 +34,7 @@ class AiFeatureType:
 
 
 def _caller(info: Info):  # noqa: ANN202
-    principal = info.context.principal
-    if principal is None or not principal.scopes & READ_SCOPES:
-        raise AccessDenied(RESOURCE_NOT_AVAILABLE)
-    return principal
+    return require_scopes(info.context.principal, READ_SCOPES)
 
 
 @strawberry.type

@@ -3,12 +3,15 @@ throughput and error ratio as small charts, apdex per feature, the models that a
 
 It reads the per-minute counters that workers flush to Redis (`core.metrics.MinuteStats`, `keys.stats`), so
 it needs no Prometheus. The page is server-rendered HTML with inline SVG: no script, no external asset.
-Authentication: an admin's token in `Authorization`/`PRIVATE-TOKEN`, or entered once in the page's form
-(kept in an HttpOnly, SameSite=Strict cookie scoped to `/admin`).
+Authentication: an admin's token in `Authorization`/`PRIVATE-TOKEN`, or entered once in the page's form.
+The form starts a session: an HttpOnly, SameSite=Strict cookie scoped to `/admin` (Secure over TLS) that
+holds the token's digest sealed with a key derived from `SWITCHBOARD_SECRET_KEY` (never the token), expires
+after 8 hours, and is checked again on every request: revoking the token or the admin bit ends it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import time
 from dataclasses import dataclass, field
@@ -18,14 +21,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from api.auth import principal_for, token_from_headers
+from access.tokens import Principal, hash_token
+from api.auth import principal_for, principal_for_digest, token_from_headers
 from api.rest.health import live_workers
 from core import keys
 from core.metrics import sample_queue
+from core.secrets import SecretBox, session_box
 
 __all__ = ["admin_routes", "HourStats", "read_hour"]
 
-COOKIE = "switchboard_admin_token"
+COOKIE = "switchboard_admin_session"
+SESSION_S = 8 * 3600
 MINUTES = 60
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1f1f1f;background:#fafafa}
@@ -149,9 +155,26 @@ _LOGIN = f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>S
 <p><button type="submit">Sign in</button></p></form>{{message}}</div></body></html>"""
 
 
-async def _is_admin(request: Request, token: str | None) -> bool:
-    principal = await principal_for(request.app.state.services, token)
+def _is_admin(principal: Principal | None) -> bool:
     return principal is not None and principal.admin
+
+
+async def _sessions(request: Request) -> SecretBox:
+    """The box sealing this app's session cookies, built on first use (it may read the data directory)."""
+    box = getattr(request.app.state, "admin_sessions", None)
+    if box is None:
+        box = await asyncio.to_thread(session_box, request.app.state.services.settings)
+        request.app.state.admin_sessions = box
+    return box
+
+
+async def _session_principal(request: Request) -> Principal | None:
+    """The principal of the session cookie's token, read again now (through the authentication cache)."""
+    cookie = request.cookies.get(COOKIE)
+    if not cookie:
+        return None
+    digest = (await _sessions(request)).open(cookie, max_age_s=SESSION_S)
+    return await principal_for_digest(request.app.state.services, digest) if digest else None
 
 
 def _login(status: int, message: str = "") -> HTMLResponse:
@@ -160,9 +183,15 @@ def _login(status: int, message: str = "") -> HTMLResponse:
 
 
 async def _page(request: Request) -> Response:
-    token = token_from_headers(request.headers) or request.cookies.get(COOKIE)
-    if not await _is_admin(request, token):
-        return _login(401 if token is None else 403, "" if token is None else "That token is not an administrator's.")
+    token = token_from_headers(request.headers)
+    if token is not None:
+        if not _is_admin(await principal_for(request.app.state.services, token)):
+            return _login(403, "That token is not an administrator's.")
+    elif not _is_admin(await _session_principal(request)):
+        response = _login(401)
+        if COOKIE in request.cookies:  # expired, forged, or its token or admin bit revoked since
+            response.delete_cookie(COOKIE, path="/admin", httponly=True, samesite="strict")
+        return response
     services = request.app.state.services
     stats = await read_hour(services.redis)
     depth, age = await sample_queue(services.redis)
@@ -174,11 +203,12 @@ async def _page(request: Request) -> Response:
 async def _sign_in(request: Request) -> Response:
     form = parse_qs((await request.body()).decode(errors="replace"))
     token = (form.get("token") or [""])[0].strip()
-    if not token or not await _is_admin(request, token):
+    if not token or not _is_admin(await principal_for(request.app.state.services, token)):
         return _login(403, "That token is not an administrator's.")
     response = RedirectResponse("/admin", status_code=303)
-    response.set_cookie(COOKIE, token, path="/admin", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", max_age=8 * 3600)
+    session = (await _sessions(request)).encrypt(hash_token(token))
+    response.set_cookie(COOKIE, session, path="/admin", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", max_age=SESSION_S)
     return response
 
 

@@ -85,3 +85,18 @@ async def test_every_database_statement_is_bounded(database_url: str) -> None:
                 assert (await connection.execute(text("PRAGMA busy_timeout"))).scalar() == 5000
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("pooled", [pytest.param(True, id="pooled"), pytest.param(False, id="unpooled")])
+async def test_a_failed_statement_never_quotes_its_parameters(database_url: str, pooled: bool) -> None:
+    """Statements carry user text and token digests: SQLAlchemy's errors and logs leave the values out."""
+    engine = create_engine(database_url, pooled=pooled)
+    try:
+        async with engine.connect() as connection:
+            with pytest.raises(Exception) as failure:
+                await connection.execute(text("SELECT username FROM no_such_table WHERE username = :name"),
+                                         {"name": "a private question"})
+        assert "a private question" not in str(failure.value)
+        assert "hidden due to hide_parameters" in str(failure.value)
+    finally:
+        await engine.dispose()

@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
 from redis.exceptions import ResponseError

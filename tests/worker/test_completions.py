@@ -16,6 +16,7 @@ from core.actions import ActionRecord
 from core.db import create_engine, session_factory
 from core.errors import MAX_RETRIES_EXCEEDED
 from core.ids import GlobalID, new_request_id
+from core.logs import JsonFormatter
 from core.redis import connect
 from core.settings import Settings
 from subscriptions.messages import AiMessage, route_id
@@ -87,6 +88,11 @@ def record_for(feature: str, seeded: dict, *, sub: str | None = "s", **inputs: o
     resource, default_inputs, _ = CASES[feature]
     return ActionRecord(request_id=new_request_id(), feature=feature, user_id=2, resource=resource_of(seeded, resource),
                         inputs={**default_inputs, **inputs}, client_subscription_id=sub)
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> str:
+    """Every captured log line with its `extra` fields, as the JSON formatter would write them."""
+    return "\n".join(JsonFormatter().format(record) for record in caplog.records)
 
 
 async def messages(settings: Settings, record: ActionRecord) -> list[AiMessage]:
@@ -262,8 +268,8 @@ async def test_an_unconfigured_provider_fails_the_request_clearly(settings: Sett
     await run_worker(settings, record)
     (final,) = [m for m in await messages(settings, record) if m.final]
     assert final.errors and "A9999" in final.errors[0]
-    assert "anthropic is not configured: set ANTHROPIC_API_KEY" in caplog.text
-    assert "private question" not in caplog.text
+    assert "anthropic is not configured: set ANTHROPIC_API_KEY" in logged(caplog)  # ours: always logged
+    assert "private question" not in logged(caplog)
 
 
 async def test_switchboard_default_model_answers_every_feature(provider_settings: Settings, seeded: dict, fake_llm: FakeLLM) -> None:
@@ -306,3 +312,21 @@ async def test_an_internal_feature_runs_without_publishing(
     (seen,) = fake_llm.requests
     assert seen.body["model"] == "claude-haiku-4-5-20251001" and "how do I revert a commit?" in prompt_text(seen)
     assert usage["model"] == "claude_haiku_4_5_20251001" and published == 0
+
+
+@pytest.mark.parametrize("expanded", [pytest.param(False, id="plain"), pytest.param(True, id="expanded_ai_logging")])
+async def test_a_provider_error_that_echoes_the_prompt_is_logged_only_under_expanded_logging(
+    provider_settings: Settings, seeded: dict, fake_llm: FakeLLM, caplog: pytest.LogCaptureFixture, expanded: bool
+) -> None:
+    """vLLM and LiteLLM quote the prompt in their error bodies: that text reaches the logs only when the
+    user's `expanded_ai_logging` flag is on (issue 9)."""
+    settings = provider_settings.model_copy(update={"default_model": "llama3", "openai_compatible_base_url": f"{fake_llm.url}/v1"})
+    fake_llm.script(Reply(status=400, error_message="This model's maximum context length is 8 tokens: 'my secret plan'"))
+    record = record_for("chat", seeded, content="my secret plan")
+    record = ActionRecord(**{**record.__dict__, "flags": {"expanded_ai_logging": expanded}})
+    await run_worker(settings, record)
+    assert [m.errors for m in await messages(settings, record) if m.final] != [()]
+    failures = [r for r in caplog.records if r.getMessage() in ("error_response_received", "completion_failed")]
+    assert {r.getMessage() for r in failures} == {"error_response_received", "completion_failed"}
+    assert all(r.status == 400 for r in failures)  # type: ignore[attr-defined]
+    assert ("my secret plan" in logged(caplog)) is expanded

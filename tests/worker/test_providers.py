@@ -222,3 +222,8 @@ async def test_an_openai_compatible_model_may_have_its_own_endpoint_and_served_n
     assert texts == ["Hello", " from", " the", " fake."]
     (seen,) = fake_llm.requests
     assert seen.body["model"] == "meta-llama/Llama-3.1-8B" and "authorization" not in seen.headers
+
+
+def test_a_completion_keeps_its_api_key_out_of_its_repr() -> None:
+    completion = Completion(messages=(Message("user", "hi"),), endpoint="http://vllm:8000/v1", api_key="sk-registered-model")
+    assert "sk-registered-model" not in repr(completion) and "http://vllm:8000/v1" in repr(completion)

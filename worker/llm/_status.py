@@ -58,6 +58,14 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 
 def status_error(provider: str, status: int, detail: str, headers: Mapping[str, str] | None = None) -> ProviderError:
+    """The error for an HTTP failure; its `detail` quotes the provider, so it is logged only under expanded
+    AI logging (vLLM and LiteLLM echo prompts in their error bodies)."""
+    error = _status_error(provider, status, detail, headers)
+    error.quotes_provider = True
+    return error
+
+
+def _status_error(provider: str, status: int, detail: str, headers: Mapping[str, str] | None) -> ProviderError:
     if status in (429, 529):
         return ProviderRateLimited(provider, status, retry_after(headers))
     if status == 408:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 __all__ = ["Completion", "LLMClient", "Message", "Usage", "estimate_tokens"]
@@ -49,7 +49,7 @@ class Completion:
     user_text: str = ""
     turn: int = 0
     endpoint: str | None = None
-    api_key: str | None = None  # a registered self-hosted model's own token
+    api_key: str | None = field(default=None, repr=False)  # a registered self-hosted model's own token: never in a repr
     served_name: bool = False  # `model` is the server's own name for it (registered self-hosted models)
 
     @property
