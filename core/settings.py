@@ -119,39 +119,39 @@ class Settings(BaseSettings):
     # Limits of the web process (README "Limits"). HTTP: the body's size (413 past it), the request head's
     # size (431), how long a client may take to send the head (from connecting, or from the first byte of a
     # next request) and the whole request, and how long an idle keep-alive connection stays open.
-    max_body_bytes: int = Field(8 << 20, gt=0, validation_alias=_env("SWITCHBOARD_MAX_BODY_BYTES", "max_body_bytes"))
+    max_body_bytes: int = Field(8 << 20, gt=0, validation_alias=_env("SWITCHBOARD_MAX_BODY_BYTES"))
     max_header_bytes: int = Field(
-        64 << 10, gt=0, validation_alias=_env("SWITCHBOARD_MAX_HEADER_BYTES", "max_header_bytes")
+        64 << 10, gt=0, validation_alias=_env("SWITCHBOARD_MAX_HEADER_BYTES")
     )
     http_header_timeout_s: float = Field(
-        10.0, gt=0, validation_alias=_env("SWITCHBOARD_HTTP_HEADER_TIMEOUT_S", "http_header_timeout_s")
+        10.0, gt=0, validation_alias=_env("SWITCHBOARD_HTTP_HEADER_TIMEOUT_S")
     )
     http_request_timeout_s: float = Field(
-        60.0, gt=0, validation_alias=_env("SWITCHBOARD_HTTP_REQUEST_TIMEOUT_S", "http_request_timeout_s")
+        60.0, gt=0, validation_alias=_env("SWITCHBOARD_HTTP_REQUEST_TIMEOUT_S")
     )
     http_keep_alive_s: float = Field(
-        5.0, gt=0, validation_alias=_env("SWITCHBOARD_HTTP_KEEP_ALIVE_S", "http_keep_alive_s")
+        5.0, gt=0, validation_alias=_env("SWITCHBOARD_HTTP_KEEP_ALIVE_S")
     )
     # Websockets: how long a socket may stay open without `connection_init` (both protocols, closed with
     # 4408), and how many subscriptions one user may hold at once on one web process.
     ws_init_timeout_s: float = Field(
-        10.0, gt=0, validation_alias=_env("SWITCHBOARD_WS_INIT_TIMEOUT_S", "ws_init_timeout_s")
+        10.0, gt=0, validation_alias=_env("SWITCHBOARD_WS_INIT_TIMEOUT_S")
     )
     max_subscriptions_per_user: int = Field(
-        100, gt=0, validation_alias=_env("SWITCHBOARD_MAX_SUBSCRIPTIONS_PER_USER", "max_subscriptions_per_user")
+        100, gt=0, validation_alias=_env("SWITCHBOARD_MAX_SUBSCRIPTIONS_PER_USER")
     )
     # Backpressure (web): GraphQL and API requests a web process serves at once; more are refused at once with
     # HTTP 503 and Retry-After (health endpoints and /metrics excepted). 0: no limit.
     max_inflight_requests: int = Field(
-        256, ge=0, validation_alias=_env("SWITCHBOARD_MAX_INFLIGHT_REQUESTS", "max_inflight_requests")
+        256, ge=0, validation_alias=_env("SWITCHBOARD_MAX_INFLIGHT_REQUESTS")
     )
     # The database pool of one process: at most this many connections, fewer when the process's concurrency
     # is lower (in-flight requests for web, jobs for a worker); see `core.db.pool_for`.
-    db_pool_size: int = Field(20, ge=1, validation_alias=_env("SWITCHBOARD_DB_POOL_SIZE", "db_pool_size"))
+    db_pool_size: int = Field(20, ge=1, validation_alias=_env("SWITCHBOARD_DB_POOL_SIZE"))
     # How long a checkout waits for a free connection before the request is refused (web: HTTP 503). Unset:
     # derived from the process's concurrency and the pool size (`core.db.pool_for`).
     db_pool_timeout_s: float | None = Field(
-        None, gt=0, validation_alias=_env("SWITCHBOARD_DB_POOL_TIMEOUT_S", "db_pool_timeout_s")
+        None, gt=0, validation_alias=_env("SWITCHBOARD_DB_POOL_TIMEOUT_S")
     )
 
     @property
