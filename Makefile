@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PORT   ?= 8080
 
-.PHONY: run test bench install clean chromium
+.PHONY: run test lint bench install clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/switchboard run --port $(PORT)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff (pyflakes, import order, bugbear, async hazards) and mypy over the product packages.
+lint: $(STAMP)
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/mypy
 
 # The /admin page's browser test drives Debian's chromium (through playwright, with no browser download).
 # Installed here when missing and we are root; otherwise that one test is skipped with a message.

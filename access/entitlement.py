@@ -256,4 +256,4 @@ class Entitlements:
     async def _cached(self, session: AsyncSession, key: tuple[Any, ...], load: Callable[[], Awaitable[_T]]) -> _T:
         """One load per key at a time, through the caller's session (its connection taken first: see
         `core.cache`)."""
-        return await self._cache.get_or_load(key, load, hold=session.connection)  # type: ignore[no-any-return]
+        return await self._cache.get_or_load(key, load, hold=session.connection)

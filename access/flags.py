@@ -159,23 +159,25 @@ async def load_states(session: AsyncSession) -> dict[str, FlagState]:
     query = select(FeatureFlag.key, FeatureGate.key, FeatureGate.value).outerjoin(
         FeatureGate, FeatureGate.feature_key == FeatureFlag.key
     )
-    gates: dict[str, dict[str, object]] = {}
+    booleans: dict[str, bool] = {}
+    percentages: dict[str, float] = {}
+    actors: dict[str, set[str]] = {}
     for name, gate, value in (await session.execute(query)).all():
-        found = gates.setdefault(name, {"actors": set()})
+        named = actors.setdefault(name, set())
         if gate == BOOLEAN:
-            found["boolean"] = value == "true"
+            booleans[name] = value == "true"
         elif gate == PERCENTAGE:
-            found["percentage"] = float(value)
+            percentages[name] = float(value)
         elif gate == ACTORS:
-            found["actors"].add(value)  # type: ignore[attr-defined]
+            named.add(value)
     return {
         name: FlagState(
             name,
-            boolean=bool(g.get("boolean", False)),
-            percentage_of_actors=float(g.get("percentage", 0)),  # type: ignore[arg-type]
-            actors=frozenset(g["actors"]),  # type: ignore[arg-type]
+            boolean=booleans.get(name, False),
+            percentage_of_actors=percentages.get(name, 0.0),
+            actors=frozenset(named),
         )
-        for name, g in gates.items()
+        for name, named in actors.items()
     }
 
 

@@ -51,7 +51,7 @@ class CpuMeter:
         machine = 100 * (self._machine_busy() - self._start["machine"]) / elapsed
         # Anything else running on the machine at the same time (other users' jobs) skews the figures.
         out["other processes"] = round(max(0.0, machine - ours), 1)
-        out["machine total of %d cores" % (os.cpu_count() or 1)] = round(machine, 1)
+        out[f"machine total of {os.cpu_count() or 1} cores"] = round(machine, 1)
         self._profiler.stop()
         GC_STATS["windows"].append((self._wall0, time.time()))
         return out

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
-from sqlalchemy import Integer, Text, cast, literal, null, select, union_all
+from sqlalchemy import ColumnElement, Integer, Text, cast, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from catalogue.selection import InstanceChoice, RegisteredModel, Selection
@@ -29,11 +30,11 @@ CACHE_TTL_S = 5.0
 _SNAPSHOT = "selection"  # the cache's one key
 
 
-def _text(column: object) -> object:
+def _text(column: Any) -> ColumnElement[str]:
     return cast(column, Text)
 
 
-def _none() -> object:
+def _none() -> ColumnElement[str]:
     return cast(null(), Text)
 
 

@@ -48,7 +48,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> None:
             request_timeout_s=settings.http_request_timeout_s,
             max_header_bytes=settings.max_header_bytes,
         ),
-        timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type] - a float is fine (call_later)
+        timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]  # uvicorn types it int; a float works (call_later)
     )
 
 

@@ -147,16 +147,16 @@ class _Pool(AsyncAdaptedQueuePool):
         except BaseException:
             share.release()
             raise
-        connection._connection_record.info[_SHARE_KEY] = share  # type: ignore[attr-defined]
+        connection._connection_record.info[_SHARE_KEY] = share
         return connection
 
-    def _do_get(self):  # type: ignore[no-untyped-def]  # noqa: ANN202 - SQLAlchemy's signature
+    def _do_get(self):  # noqa: ANN202 - SQLAlchemy's signature
         try:
             return super()._do_get()
         except sa_exc.TimeoutError as exc:
             raise _refused(exc) from exc
 
-    def _do_return_conn(self, record):  # type: ignore[no-untyped-def]  # noqa: ANN001, ANN202
+    def _do_return_conn(self, record):  # noqa: ANN001, ANN202
         share = record.info.pop(_SHARE_KEY, None)
         try:
             super()._do_return_conn(record)

@@ -87,13 +87,13 @@ class LuaScript:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    async def __call__(self, redis: Redis, keys: Sequence[object] = (), args: Sequence[object] = ()) -> Any:
+    async def __call__(self, redis: Redis, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
         try:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
         except NoScriptError:
             return await redis.eval(self.source, len(keys), *keys, *args)  # type: ignore[misc]
 
-    async def run_many(self, redis: Redis, calls: Sequence[tuple[Sequence[object], Sequence[object]]]) -> list[Any]:
+    async def run_many(self, redis: Redis, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
         """Run every `(keys, args)` call in one pipeline; each call's result, or its exception, in order.
         Calls that met NOSCRIPT (and only those) run again once the script is loaded."""
         results: list[Any] = [None] * len(calls)

@@ -64,12 +64,12 @@ class AiMessageType:
     content: str | None
     content_html: str | None
     role: AiMessageRole
-    timestamp: Time  # type: ignore[valid-type]
+    timestamp: Time
     chunk_id: int | None = strawberry.field(description="Incremental ID for a chunk from a streamed message. Null when it is not a streamed message.")
     errors: list[str] | None
     type: AiMessageTypeEnum | None
     extras: AiMessageExtras | None
-    thread_id: AiConversationThreadID | None  # type: ignore[valid-type]
+    thread_id: AiConversationThreadID | None
     cursor: str | None = strawberry.field(description="Position of this message in its subscription's stream; pass as `after` to resume.")
 
     @classmethod
@@ -81,7 +81,7 @@ class AiMessageType:
             content=message.content,
             content_html=message.content_html,
             role=AiMessageRole(message.role),
-            timestamp=message.timestamp,
+            timestamp=Time(message.timestamp),
             chunk_id=message.chunk_id,
             errors=list(message.errors),
             type=AiMessageTypeEnum(message.type) if message.type else None,
@@ -92,7 +92,7 @@ class AiMessageType:
             )
             if extras
             else None,
-            thread_id=message.thread_id,
+            thread_id=AiConversationThreadID(message.thread_id) if message.thread_id else None,
             cursor=message.cursor,
         )
 
@@ -121,8 +121,8 @@ class Subscription:
     async def ai_completion_response(
         self,
         info: strawberry.Info,
-        user_id: UserID | None = None,  # type: ignore[valid-type]
-        resource_id: AiModelID | None = None,  # type: ignore[valid-type]
+        user_id: UserID | None = None,
+        resource_id: AiModelID | None = None,
         client_subscription_id: str | None = None,
         ai_action: AiAction | None = None,
         after: str | None = None,

@@ -89,7 +89,7 @@ async def probe_models(settings: Settings, providers: Providers | None = None) -
     try:
         models = await _configured_models(settings, catalogue)
         probes = []
-        for model, users, fallback_only in models.values():
+        for model, _users, fallback_only in models.values():
             if fallback_only and providers.problem(model) is not None:
                 probes.append(asyncio.sleep(0, ("skipped", f"not configured: {providers.problem(model)}")))
             else:

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, cast
 
 from arq import Worker, func
 from arq.constants import in_progress_key_prefix
@@ -84,7 +85,7 @@ class SwitchboardWorker(Worker):
             remaining = deadline - loop.time()
             if self.burst or self.job_counter >= self.max_jobs or remaining <= 0.001:
                 return
-            if await self.pool.blpop([keys.WAKE], timeout=remaining) is None:
+            if await cast("Awaitable[Any]", self.pool.blpop([keys.WAKE], timeout=remaining)) is None:  # type: ignore[arg-type]  # redis-py types the timeout int; BLPOP takes seconds as a float
                 return
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
@@ -97,8 +98,9 @@ class SwitchboardWorker(Worker):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._job_completion_wait
         log.info("stopping: no new jobs; %d running get up to %.1f s", self.running_jobs(), self._job_completion_wait)
-        while self.running_jobs() and loop.time() < deadline:
-            await asyncio.sleep(0.05)
+        running = [task for task in self.tasks.values() if not task.done()]
+        if running:
+            await asyncio.wait(running, timeout=max(0.0, deadline - loop.time()))
         self._hand_back()
         self.main_task and self.main_task.cancel()
         self.on_stop and self.on_stop(signum)

@@ -73,7 +73,7 @@ def _error(status: int, message: str, *, close: bool = False) -> Response:
     return JSONResponse({"errors": [{"message": message}]}, status, headers={"Connection": "close"} if close else None)
 
 
-class SwitchboardGraphQL(GraphQL):
+class SwitchboardGraphQL(GraphQL[Context, None]):
     # Both protocols: a deadline for connection_init, and the token re-checked on open sockets.
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler

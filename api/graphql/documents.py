@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from graphql import (
     DocumentNode,
@@ -132,7 +133,8 @@ class DocumentGuard(SchemaExtension):
                 raise GraphQLError(f"Query is too large: {len(query)} characters (maximum is {self.limits.max_chars})")
             entry = self.cache.get(query)
             if entry is None:
-                document = parse(query, **{**context.parse_options, "max_tokens": self.limits.max_tokens})
+                options: dict[str, Any] = {**context.parse_options, "max_tokens": self.limits.max_tokens}
+                document = parse(query, **options)
                 if error := _cost_error(document, self.limits):
                     raise error
                 entry = _Entry(document)

@@ -120,7 +120,10 @@ def _feature_input(feature: Feature) -> type:
     for field in feature.fields:
         kind = _TYPES[field.kind]
         annotations[field.name] = kind if field.required else Optional[kind]  # noqa: UP045
-        namespace[field.name] = strawberry.field(description=field.description or None, **({} if field.required else {"default": None}))
+        namespace[field.name] = (
+            strawberry.field(description=field.description or None) if field.required
+            else strawberry.field(description=field.description or None, default=None)
+        )
     namespace["__annotations__"] = annotations
     cls = type(f"Ai{_pascal(feature.key)}Input", (), namespace)
     return strawberry.input(cls, name=f"Ai{_pascal(feature.key)}Input", description=feature.description)

@@ -41,7 +41,7 @@ class AiActionPayload:
     client_mutation_id: str | None = None
     errors: list[str] = strawberry.field(default_factory=list, description="Errors encountered during the mutation.")
     request_id: str | None = strawberry.field(default=None, description="ID of the request.")
-    thread_id: AiConversationThreadID | None = None  # type: ignore[valid-type]
+    thread_id: AiConversationThreadID | None = None
 
 
 def _chosen(inputs: AiActionInputs, data: Any) -> tuple[Feature, Any]:
@@ -131,7 +131,8 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -
     except REDIS_UNAVAILABLE as exc:  # a clear, retryable answer rather than a masked internal error
         log.warning("ai_action_unavailable", extra={"request_id": record.request_id, "error": type(exc).__name__})
         raise ServiceUnavailable() from exc
-    return AiActionPayload(client_mutation_id=data.client_mutation_id, request_id=record.request_id, thread_id=record.thread_id)
+    return AiActionPayload(client_mutation_id=data.client_mutation_id, request_id=record.request_id,
+                           thread_id=AiConversationThreadID(record.thread_id) if record.thread_id else None)
 
 
 async def _echo_user_message(context: Context, feature: Feature, record: ActionRecord) -> None:

@@ -55,7 +55,7 @@ class _Reauthenticating:
 
     @property
     def _sockets(self) -> OpenSockets:
-        return self.view.open_sockets  # type: ignore[no-any-return]
+        return self.view.open_sockets
 
     async def handle(self) -> None:
         try:

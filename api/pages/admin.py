@@ -58,7 +58,7 @@ class HourStats:
 
     @property
     def error_ratio(self) -> list[float | None]:
-        return [failed / done if done else None for done, failed in zip(self.done, self.failed)]
+        return [failed / done if done else None for done, failed in zip(self.done, self.failed, strict=True)]
 
 
 async def read_hour(redis: object, now: float | None = None) -> HourStats:
@@ -161,7 +161,7 @@ def _is_admin(principal: Principal | None) -> bool:
 
 async def _sessions(request: Request) -> SecretBox:
     """The box sealing this app's session cookies, built on first use (it may read the data directory)."""
-    box = getattr(request.app.state, "admin_sessions", None)
+    box: SecretBox | None = getattr(request.app.state, "admin_sessions", None)
     if box is None:
         box = await asyncio.to_thread(session_box, request.app.state.services.settings)
         request.app.state.admin_sessions = box

@@ -11,6 +11,7 @@ Finally a chat mutation is sent to each route of a sample, and delivery of its f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 
@@ -76,10 +77,12 @@ async def _warm_up(stack: Stack, http: GraphQLHttp) -> None:
 
 async def _measure(stack: Stack, label: str, total: int, per_socket: int, result: Result) -> None:
     finals: dict[str, tuple[float, str]] = {}
+    final_arrived = asyncio.Event()
 
     def on_message(sub_id: str, data: dict, arrived: float) -> None:
         if data.get("chunkId") is None and data.get("role") == "ASSISTANT":
             finals[sub_id] = (arrived, data.get("content") or "")
+            final_arrived.set()
 
     http = GraphQLHttp(HOST, stack.web_port, stack.token(), size=16)
     redis = Redis.from_url(stack.redis_url)
@@ -105,9 +108,11 @@ async def _measure(stack: Stack, label: str, total: int, per_socket: int, result
         for i in sample:  # one at a time, so that each delivery time is a latency, not a queue
             sent[str(i)] = time.perf_counter()
             request_id_of(await http.post(chat_body("hello", f"sub-{i}")))
-            deadline = time.monotonic() + 5
-            while str(i) not in finals and time.monotonic() < deadline:
-                await asyncio.sleep(0.001)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    while str(i) not in finals:
+                        final_arrived.clear()
+                        await final_arrived.wait()
         await asyncio.sleep(0.5)  # anything stray arrives
         delivered = [s for s in sent if finals.get(s, (0, ""))[1] == "echo: hello"]
         latency = percentiles([(finals[s][0] - sent[s]) * 1000 for s in delivered])

@@ -19,6 +19,7 @@ from tests._stack import Stack
 pytestmark = [pytest.mark.timeout(60), pytest.mark.sqlite_stack]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+HAS_CHROMIUM = Path(CHROMIUM).exists()
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 ACTION = "mutation($input: AiActionInput!) { aiAction(input: $input) { requestId errors } }"
@@ -27,7 +28,7 @@ ACTION = "mutation($input: AiActionInput!) { aiAction(input: $input) { requestId
 async def traffic(stack: Stack, count: int) -> None:
     socket = await GraphQLSocket.connect(stack.ws_url, stack.token("alice"))
     ops = []
-    for index in range(count):
+    for _ in range(count):
         sub = f"sub-{uuid.uuid4()}"
         op = await socket.subscribe({"userId": stack.gid("alice"), "aiAction": "CHAT", "clientSubscriptionId": sub}, settle_s=0)
         ops.append((op, sub))
@@ -62,7 +63,7 @@ async def test_the_status_page_needs_an_admin_token(stack: Stack) -> None:
 
 
 async def test_the_status_page_renders_real_data_in_chromium(stack: Stack) -> None:
-    if not Path(CHROMIUM).exists():
+    if not HAS_CHROMIUM:
         pytest.skip("Debian's chromium is not installed and could not be (`make test` installs it when run as root)")
     from playwright.async_api import async_playwright
 

@@ -26,20 +26,10 @@ async def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path)
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
     env.update(SWITCHBOARD_DATA_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
     log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", "run", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    process = await asyncio.to_thread(_start, ["run", "--port", str(port)], env, log)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 45
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/-/readiness", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            await asyncio.sleep(0.2)
+        await _ready(url, process, log)
         output = log.read_text()
         token = re.search(r"^\s+alice\s+gid://gitlab/User/2\s+(glpat-\S+)$", output, re.M)
         assert token, output
@@ -61,3 +51,23 @@ async def test_run_starts_everything_and_ctrl_c_stops_everything(tmp_path: Path)
     assert code == 0, log.read_text()
     assert not embedded_redis_running(tmp_path)
     assert (tmp_path / "switchboard.db").exists()
+
+
+def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+async def _ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll readiness until the processes serve (90 s on a loaded host is a start-up, not a speed, bound)."""
+    deadline = time.monotonic() + 90
+    async with httpx.AsyncClient() as http:
+        while True:
+            assert process.poll() is None, await asyncio.to_thread(log.read_text)
+            try:
+                if (await http.get(f"{url}/-/readiness", timeout=1)).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, await asyncio.to_thread(log.read_text)
+            await asyncio.sleep(0.2)

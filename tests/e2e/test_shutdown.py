@@ -75,7 +75,7 @@ async def test_a_worker_stopped_with_sigterm_under_load_finishes_or_hands_back_e
     assert await asyncio.to_thread(stopping.wait, 15) == 0
     assert time.monotonic() - stopped_at < 0.5 + 5
 
-    for (op, text, _sub, _content), request_id in zip(requests, ids):
+    for (op, text, _sub, _content), request_id in zip(requests, ids, strict=True):
         messages = await socket.until_final(op, timeout=20)
         final = messages[-1]
         assert (final["requestId"], final["content"], final["errors"]) == (request_id, text, [])
