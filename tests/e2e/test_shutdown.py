@@ -69,11 +69,9 @@ async def test_a_worker_stopped_with_sigterm_under_load_finishes_or_hands_back_e
         ids = await asyncio.gather(*(ask(stack, content, sub) for _op, _text, sub, content in requests))
         await asyncio.sleep(0.5)
         stopping.send_signal(signal.SIGTERM)
-        stopped_at = time.monotonic()
     finally:
         os.kill(stack.worker.pid, signal.SIGCONT)
-    assert await asyncio.to_thread(stopping.wait, 15) == 0
-    assert time.monotonic() - stopped_at < 0.5 + 5
+    assert await asyncio.to_thread(stopping.wait, 15) == 0  # the grace, not the answers, decides when it exits
 
     for (op, text, _sub, _content), request_id in zip(requests, ids, strict=True):
         messages = await socket.until_final(op, timeout=20)
