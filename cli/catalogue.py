@@ -12,7 +12,6 @@ from typing import Any
 import catalogue
 from cli.commands import CommandFailed
 from core.settings import Settings
-from worker.probe import probe_models
 
 __all__ = ["register"]
 
@@ -30,6 +29,8 @@ def _catalogue(settings: Settings, args: argparse.Namespace) -> None:
 
 def _check(settings: Settings, args: argparse.Namespace) -> None:
     """A test completion against each model the features use; one line per model."""
+    from worker.probe import probe_models  # the provider SDKs take seconds to import: only for this command
+
     results = asyncio.run(probe_models(settings))
     for result in results:
         print(result.line())
