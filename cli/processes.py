@@ -27,9 +27,8 @@ def _web(settings: Settings, args: argparse.Namespace) -> None:
 
     from api.app import create_app
     from api.connection import guarded_protocol
-    from worker.jobs import InlineRunner
 
-    app = create_app(settings, InlineRunner(settings) if settings.sync_execution else None)
+    app = create_app(settings, _inline_runner(settings))
     _settle_heap()
     uvicorn.run(
         app,
@@ -50,6 +49,16 @@ def _web(settings: Settings, args: argparse.Namespace) -> None:
         ),
         timeout_keep_alive=settings.http_keep_alive_s,  # type: ignore[arg-type]  # uvicorn types it int; a float works (call_later)
     )
+
+
+def _inline_runner(settings: Settings) -> Any:
+    """The worker's job runner for `SWITCHBOARD_SYNC_EXECUTION`; a web process otherwise never loads the
+    worker (nor the provider SDKs it imports)."""
+    if not settings.sync_execution:
+        return None
+    from worker.jobs import InlineRunner
+
+    return InlineRunner(settings)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> None:

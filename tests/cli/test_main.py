@@ -60,7 +60,8 @@ def test_catalogue_validate_and_show(database_url: str, tmp_path: Path) -> None:
 
 def test_the_command_line_loads_no_provider_sdk_until_a_command_needs_one() -> None:
     """Every `switchboard` call pays for what `cli.main` imports: the provider SDKs alone took 3 s."""
-    code = "import sys, cli.main; print(sorted(m for m in ('anthropic', 'google.genai', 'worker.llm') if m in sys.modules))"
+    code = ("import sys, cli.main, cli.processes as p, core.settings as s; p._inline_runner(s.Settings(_env_file=None)); "
+            "import api.app; print(sorted(m for m in ('anthropic', 'google.genai', 'worker.llm') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
