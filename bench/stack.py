@@ -147,6 +147,8 @@ class Stack:
             "SWITCHBOARD_DATA_DIR": str(self.workdir / "data"),
             "SWITCHBOARD_MOCK_MODEL_RESPONSES": "true",
             "SWITCHBOARD_AI_ACTION_RATE_LIMIT": "0",
+            # One demo user stands for the whole crowd here: lift the per-user limits a real crowd never meets.
+            "SWITCHBOARD_MAX_SUBSCRIPTIONS_PER_USER": "100000",
             "PYTHONUNBUFFERED": "1",
             **self.env_overrides,
         }

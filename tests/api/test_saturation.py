@@ -69,30 +69,30 @@ def _busy(response: httpx.Response) -> str | None:
     return errors[0].get("message")
 
 
-def action_outcome(response: httpx.Response) -> str:
-    """accepted, refused (a clean answer), busy (503 with Retry-After), or what is wrong."""
+def _failure(response: httpx.Response) -> str | None:
+    """busy (503 with Retry-After), or what else is wrong with an answer; None for a GraphQL result."""
     if _busy(response):
         return "busy"
     if response.status_code != 200:
         return f"HTTP {response.status_code}"
-    body = response.json()
-    if body.get("errors"):
-        return f"GraphQL error: {body['errors'][0]['message']}"
-    payload = body["data"]["aiAction"]
+    errors = response.json().get("errors")
+    return f"GraphQL error: {errors[0]['message']}" if errors else None
+
+
+def action_outcome(response: httpx.Response) -> str:
+    """accepted, refused (a clean answer), busy (503 with Retry-After), or what is wrong."""
+    if (failure := _failure(response)) is not None:
+        return failure
+    payload = response.json()["data"]["aiAction"]
     if payload["requestId"]:
         return "accepted"
     return "refused" if payload["errors"] == [AI_NOT_PERMITTED] else f"unexpected {payload}"
 
 
 def features_outcome(response: httpx.Response, aliases: int) -> str:
-    if _busy(response):
-        return "busy"
-    if response.status_code != 200:
-        return f"HTTP {response.status_code}"
-    body = response.json()
-    if body.get("errors"):
-        return f"GraphQL error: {body['errors'][0]['message']}"
-    groups = body["data"].values()
+    if (failure := _failure(response)) is not None:
+        return failure
+    groups = response.json()["data"].values()
     return "answered" if len(groups) == aliases and all(g["aiFeatures"] for g in groups) else "partial"
 
 
