@@ -124,13 +124,19 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -
         platform_origin=_short_text(data.platform_origin, "platformOrigin"),
         flags=flags,
     )
+    echoed = False
     try:
         if feature.ai_action is not None:
             await _echo_user_message(context, feature, record)
+            echoed = True
         await _dispatch(services, record)
-    except REDIS_UNAVAILABLE as exc:  # a clear, retryable answer rather than a masked internal error
-        log.warning("ai_action_unavailable", extra={"request_id": record.request_id, "error": type(exc).__name__})
-        raise ServiceUnavailable() from exc
+    except Exception as exc:
+        if echoed:  # the user's tabs saw the question: they must see it end
+            await _end_unqueued(services, feature, record)
+        if isinstance(exc, REDIS_UNAVAILABLE):  # a clear, retryable answer rather than a masked internal error
+            log.warning("ai_action_unavailable", extra={"request_id": record.request_id, "error": type(exc).__name__})
+            raise ServiceUnavailable() from exc
+        raise
     return AiActionPayload(client_mutation_id=data.client_mutation_id, request_id=record.request_id,
                            thread_id=AiConversationThreadID(record.thread_id) if record.thread_id else None)
 
@@ -144,6 +150,17 @@ async def _echo_user_message(context: Context, feature: Feature, record: ActionR
     await context.services.publisher.publish(message, routes)
     if feature.cache_response:
         await history.append(context.services.redis, record.user_id, message)
+
+
+async def _end_unqueued(services: Any, feature: Feature, record: ActionRecord) -> None:
+    """The request was echoed but could not be enqueued: its final message says so (best effort: when Redis
+    is gone, the echo it answers is most likely lost with it)."""
+    failure = AiMessage(record.request_id, "assistant", errors=(ServiceUnavailable().message,), thread_id=record.thread_id)
+    routes = RequestRoutes(record.user_id, record.resource, feature.ai_action, record.client_subscription_id).final()
+    try:
+        await services.publisher.publish(failure, routes, final=True)
+    except Exception as exc:  # the caller reports the enqueue's own error
+        log.warning("ai_action_final_not_published", extra={"request_id": record.request_id, "error": type(exc).__name__})
 
 
 async def _dispatch(services: Any, record: ActionRecord) -> None:

@@ -161,3 +161,15 @@ async def test_while_redis_is_unreachable_ai_action_says_so(
 async def _principal(services: Services, token: str):  # noqa: ANN202
     async with services.sessions() as session:
         return await authenticate(session, token)
+
+
+async def test_a_question_echoed_but_not_enqueued_still_ends_with_one_final(services: Services, seeded: dict) -> None:
+    await services.redis.set(keys.QUEUE, "not a queue")  # the enqueue fails after the echo went out (WRONGTYPE)
+    alice = seeded["users"]["alice"]
+    _, errors = await run(services, alice["token"], {"chat": {"content": "are you there?"}, "clientSubscriptionId": "tab-1"})
+    assert errors  # the mutation fails ...
+    tabs = await replay(services.redis, route_id(alice["gid"], ai_action="chat"), (0, 0))
+    own = await replay(services.redis, route_id(alice["gid"], ai_action="chat", client_subscription_id="tab-1"), (0, 0))
+    assert [(m.role, m.chunk_id, bool(m.errors)) for m in tabs] == [("user", None, False), ("assistant", None, True)]
+    assert [(m.role, m.errors) for m in own] == [("assistant", ("The service is temporarily unavailable; try again.",))]
+    assert tabs[0].request_id == tabs[1].request_id == own[0].request_id  # ... and its echo got its one final
