@@ -110,7 +110,7 @@ def require_scopes(principal: Principal | None, scopes: frozenset[str], message:
     if principal is None:
         auth_failed("missing_token")
         raise AccessDenied(message, reason="missing_token")
-    if principal.scopes.isdisjoint(scopes):
+    if not principal.has_scope(*scopes):
         auth_failed("insufficient_scope", user_id=principal.user_id, needed=sorted(scopes))
         raise AccessDenied(message, reason="insufficient_scope")
     return principal

@@ -94,11 +94,10 @@ def _settle_heap() -> None:
 
 def _run(settings: Settings, args: argparse.Namespace) -> None:
     """Migrate, seed, start the embedded Redis when needed, then a web and a worker process."""
-    from core.redis import embedded_redis_running, redis_url, stop_embedded_redis
+    from core.redis import redis_url, release_embedded_redis
 
     args.json = False
     document = seed_demo(settings, args)
-    owns_redis = settings.redis_url is None and not embedded_redis_running(settings.data_dir)
     env = {**os.environ, "REDIS_URL": redis_url(settings.redis_url, settings.data_dir)}
     base = [sys.executable, "-m", "cli.main"]
     children = [
@@ -115,8 +114,7 @@ def _run(settings: Settings, args: argparse.Namespace) -> None:
     try:
         _supervise(children)
     finally:
-        if owns_redis:
-            stop_embedded_redis(settings.data_dir)
+        release_embedded_redis(settings.data_dir)  # the embedded Redis's last user stops it (core.redis)
 
 
 def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
