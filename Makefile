@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TESTSTAMP := $(VENV)/.installed-test
 PORT   ?= 8080
 
 .PHONY: run test lint bench install clean chromium
@@ -11,20 +12,25 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# `make run` installs what running needs; `make test` (and lint, bench) adds the test extras.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e .
 	touch $(STAMP)
+
+$(TESTSTAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP) $(TESTSTAMP)
 
 install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/switchboard run --port $(PORT)
 
-test: $(STAMP) chromium lint
+test: $(TESTSTAMP) chromium lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # ruff (pyflakes, import order, bugbear, async hazards) and mypy over the product packages.
-lint: $(STAMP)
+lint: $(TESTSTAMP)
 	$(BIN)/ruff check --no-cache .
 	$(BIN)/mypy
 
@@ -35,7 +41,7 @@ chromium:
 		&& { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 		|| echo "chromium is not installed and cannot be: the /admin browser test will be skipped"; }
 
-bench: $(STAMP)
+bench: $(TESTSTAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:

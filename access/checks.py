@@ -15,7 +15,7 @@ under load).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -66,6 +66,7 @@ class Authorization:
     allowed: bool
     reason: Refusal | str | None = None
     container: Container = None
+    principal: Principal | None = None  # the user checked (the worker's re-check loads it for the chat tools)
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -120,6 +121,10 @@ class Gate:
             return False
         return (await self.entitled(session, principal, feature, container)).allowed
 
+    async def unit_primitives(self, session: AsyncSession, principal: Principal) -> frozenset[str]:
+        """The unit primitives the user's add-on seats unlock in this mode (the chat tools they may use)."""
+        return await self.entitlements.unit_primitives(session, principal.user_id, self.mode)
+
     async def pushed_flags(
         self, principal: Principal, container: Container, *, session: AsyncSession | None = None
     ) -> dict[str, bool]:
@@ -139,7 +144,8 @@ class Gate:
                 return _refused(record, "user gone")
             try:
                 resource = GlobalID.parse(record.resource, argument="resourceId") if record.resource else None
-                return await self.authorize(session, principal, feature, resource)
+                verdict = await self.authorize(session, principal, feature, resource)
+                return replace(verdict, principal=principal)
             except (AccessDenied, InvalidInput) as exc:
                 return _refused(record, "flag disabled" if str(exc) == FLAG_DISABLED else "resource not readable")
 

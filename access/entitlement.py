@@ -32,7 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from access.tokens import Principal, get_principal
-from catalogue.add_ons import Requirement
+from catalogue.add_ons import Requirement, unit_primitives
 from core.cache import TtlCache
 from core.tables import (
     AddOnAssignment,
@@ -58,6 +58,7 @@ __all__ = [
     "load_chain",
     "load_instance",
     "load_seats",
+    "seat_primitives",
 ]
 
 Mode = Literal["saas", "self_managed"]
@@ -147,13 +148,8 @@ def decide(
     enabled = place.enabled if place is not None else instance.duo_features_enabled
     if not enabled:
         return Decision(False, Refusal.DUO_DISABLED)
-    now = now or utcnow()
     instance_seats = mode == "self_managed"
-    usable = [
-        seat
-        for seat in seats
-        if seat.add_on in requirement.add_ons and (seat.namespace_id is None) == instance_seats and seat.active(now)
-    ]
+    usable = [seat for seat in _usable(seats, mode, now) if seat.add_on in requirement.add_ons]
     if not usable:
         return Decision(False, Refusal.NO_SEAT)
     if requirement.maturity != "ga":
@@ -166,6 +162,20 @@ def decide(
         if not experiments:
             return Decision(False, Refusal.EXPERIMENTS_DISABLED)
     return Decision(True, add_on=usable[0].add_on)
+
+
+def seat_primitives(seats: Sequence[Seat], mode: Mode, now: datetime | None = None) -> frozenset[str]:
+    """The unit primitives that `seats` unlock in `mode` (what `decide` counts as a seat: active, and of a
+    purchase of this mode's kind). The chat agent offers the tools among them."""
+    return unit_primitives(seat.add_on for seat in _usable(seats, mode, now))
+
+
+def _usable(seats: Sequence[Seat], mode: Mode, now: datetime | None) -> list[Seat]:
+    """The active seats of purchases that count in `mode`: on SaaS a top-level group's, on self-managed the
+    instance's."""
+    now = now or utcnow()
+    instance_seats = mode == "self_managed"
+    return [seat for seat in seats if (seat.namespace_id is None) == instance_seats and seat.active(now)]
 
 
 async def load_instance(session: AsyncSession) -> InstanceDuo:
@@ -249,6 +259,10 @@ class Entitlements:
 
     async def seats(self, session: AsyncSession, user_id: int) -> tuple[Seat, ...]:
         return await self._cached(session, ("seats", user_id), lambda: load_seats(session, user_id))
+
+    async def unit_primitives(self, session: AsyncSession, user_id: int, mode: Mode) -> frozenset[str]:
+        """The unit primitives the user's seats unlock (`seat_primitives` over the cached seats)."""
+        return seat_primitives(await self.seats(session, user_id), mode)
 
     def clear(self) -> None:
         self._cache.invalidate()

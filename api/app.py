@@ -16,6 +16,7 @@ from api.backpressure import Backpressure
 from api.graphql.context import SwitchboardGraphQL
 from api.graphql.schema import build_schema
 from api.pages.admin import admin_routes
+from api.pages.chat import chat_routes
 from api.rest.definitions import definitions_routes
 from api.rest.features import features_routes
 from api.rest.health import health_routes
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, run_inline: InlineRunner | None
             *health_routes(),
             *metrics_routes(),
             *admin_routes(),
+            *chat_routes(),
             *features_routes(),
             *definitions_routes(),
         ],

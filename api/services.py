@@ -17,7 +17,7 @@ from access.flags import FlagStore
 from access.principals import PrincipalCache
 from catalogue.flags import default_enabled
 from core.db import create_engine, session_factory
-from core.redis import connect, redis_url, single_client
+from core.redis import connect, redis_url, release_embedded_redis, single_client
 from core.settings import Settings
 from subscriptions.hub import Hub
 from subscriptions.streams import Publisher
@@ -88,3 +88,7 @@ async def open_services(settings: Settings, run_inline: InlineRunner | None = No
         await hub_redis.aclose()
         await redis.aclose()
         await engine.dispose()
+        if settings.redis_url is None:
+            # Stop using the embedded Redis now (its last user stops it): on SIGTERM uvicorn ends the process
+            # by re-raising the signal, and the exit handler of `core.redis` would never run.
+            await asyncio.to_thread(release_embedded_redis, settings.data_dir)

@@ -1,4 +1,5 @@
-"""The declarative catalogue: features (Python), models, feature settings and prompt definitions (YAML).
+"""The declarative catalogue: features and chat tools (Python), models, feature settings and prompt definitions
+(YAML).
 
 `get_catalogue()` loads and validates the shipped catalogue once per process; `validate()` reports every
 broken cross-reference at once (`switchboard catalogue validate`).
@@ -14,6 +15,7 @@ from catalogue.contents import CATALOGUE_DIR, Catalogue, load_catalogue
 from catalogue.features import FEATURE_LIST, MAX_CONTENT_SIZE, Feature, InputField
 from catalogue.models import FeatureSetting, ModelDefinition, ModelParams
 from catalogue.prompts import CHECK_PROMPT, CONTEXT_VARIABLES, Prompt, PromptRegistry
+from catalogue.tools import TOOL_LIST, Tool
 from catalogue.validation import check_catalogue
 from core.errors import CatalogueError, FeatureNotFound
 
@@ -31,6 +33,8 @@ __all__ = [
     "ModelParams",
     "Prompt",
     "PromptRegistry",
+    "TOOL_LIST",
+    "Tool",
     "external_features",
     "get_catalogue",
     "get_feature",
@@ -52,11 +56,13 @@ def external_features() -> tuple[Feature, ...]:
     return tuple(f for f in FEATURE_LIST if not f.internal)
 
 
-def validate(features: tuple[Feature, ...] = FEATURE_LIST, root: Path = CATALOGUE_DIR) -> Catalogue:
+def validate(
+    features: tuple[Feature, ...] = FEATURE_LIST, root: Path = CATALOGUE_DIR, tools: tuple[Tool, ...] = TOOL_LIST
+) -> Catalogue:
     """Load the catalogue under `root` and check every cross-reference; one CatalogueError lists all
     problems."""
-    catalogue, problems = load_catalogue(features, root)
-    problems += check_catalogue(catalogue, features)
+    catalogue, problems = load_catalogue(features, root, tools)
+    problems += check_catalogue(catalogue, features, tools)
     if problems:
         raise CatalogueError(problems)
     return catalogue

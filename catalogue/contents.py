@@ -1,14 +1,15 @@
-"""The whole catalogue loaded at once: features (Python), models, feature settings and prompts (YAML under the
-catalogue's folder). `catalogue.validation` checks its cross-references."""
+"""The whole catalogue loaded at once: features and chat tools (Python), models, feature settings and prompts
+(YAML under the catalogue's folder). `catalogue.validation` checks its cross-references."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from catalogue.features import Feature
 from catalogue.models import FeatureSetting, ModelDefinition, load_feature_settings, load_models
 from catalogue.prompts import PromptRegistry
+from catalogue.tools import TOOL_LIST, Tool
 
 __all__ = ["CATALOGUE_DIR", "Catalogue", "load_catalogue"]
 
@@ -17,12 +18,13 @@ CATALOGUE_DIR = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class Catalogue:
-    """Features (Python), models, feature settings and prompts (YAML under `root`)."""
+    """Features and chat tools (Python), models, feature settings and prompts (YAML under `root`)."""
 
     features: dict[str, Feature]
     models: dict[str, ModelDefinition]
     feature_settings: dict[str, FeatureSetting]
     prompts: PromptRegistry
+    tools: dict[str, Tool] = field(default_factory=lambda: {tool.name: tool for tool in TOOL_LIST})
 
     def model(self, identifier: str) -> ModelDefinition:
         return self.models[identifier]
@@ -58,14 +60,18 @@ class Catalogue:
             lines.append({"type": "prompt", "key": prompt.location, "prompt_id": prompt.prompt_id, "family": prompt.family,
                           "version": prompt.version, "roles": list(prompt.definition.prompt_template),
                           "variables": sorted(prompt.variables), **definition})
+        for tool in self.tools.values():
+            lines.append({"type": "tool", "key": tool.name, **tool.model_dump(mode="json")})
         return lines
 
 
-def load_catalogue(features: tuple[Feature, ...], root: Path = CATALOGUE_DIR) -> tuple[Catalogue, list[str]]:
+def load_catalogue(
+    features: tuple[Feature, ...], root: Path = CATALOGUE_DIR, tools: tuple[Tool, ...] = TOOL_LIST
+) -> tuple[Catalogue, list[str]]:
     """The catalogue and the problems found while loading its files (not yet cross-checked)."""
     problems: list[str] = []
     models = load_models(root / "models.yml", problems)
     settings = load_feature_settings(root / "feature_settings.yml", problems)
     prompts = PromptRegistry(root / "prompts", problems)
     by_key = {feature.key: feature for feature in features}
-    return Catalogue(by_key, models, settings, prompts), problems
+    return Catalogue(by_key, models, settings, prompts, {tool.name: tool for tool in tools}), problems

@@ -55,6 +55,12 @@ class Feature(BaseModel):
     # Messages also go to the `{userId, aiAction}` routes under this AiAction value (GitLab: chat only);
     # the user's own message is echoed there and the final answer is broadcast to every tab.
     ai_action: Literal["chat"] | None = None
+    # Answers as the chat agent (SPEC §13): slash commands, the thread's history in the prompt, and tools.
+    agent: bool = False
+    # The internal feature that categorizes this feature's questions after each answer (never delaying it),
+    # and, on that feature, that its answers are counted by category (`chat_question_categories_total`).
+    categorized_by: str | None = None
+    counts_categories: bool = False
     prompt: str  # prompt id: catalogue/prompts/<prompt>/<family|base>/<semver>.yml
     prompt_version: str = DEFAULT_CONSTRAINT
     timeout_s: float = 30.0  # per model call (idle time before and between chunks); a prompt may override
@@ -91,6 +97,8 @@ FEATURE_LIST: tuple[Feature, ...] = (
         unit_primitive="duo_chat",
         cache_response=True,
         ai_action="chat",
+        agent=True,
+        categorized_by="categorize_question",
         flag="ai_duo_chat_switch",
         prompt="chat",
         timeout_s=60.0,
@@ -197,6 +205,7 @@ FEATURE_LIST: tuple[Feature, ...] = (
         unit_primitive="categorize_duo_chat_question",
         self_managed=False,
         internal=True,
+        counts_categories=True,
         prompt="categorize_question",
         feature_setting="categorize_question",
         user_text_field="question",

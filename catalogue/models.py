@@ -1,9 +1,10 @@
 """Models (`models.yml`) and feature settings (`feature_settings.yml`), loaded into strict pydantic models.
 
 A model is one way to reach an LLM: a catalogue identifier, a provider and the provider's model name, the
-prompt families it prefers (tried in order, then `base`), default parameters and its context size. A
-feature setting groups features for model selection: its unit primitives, default model, the models that
-may be selected instead, beta models, and flag-driven migrations to a new default (SPEC §9).
+prompt families it prefers (tried in order, then `base`), default parameters, its context size, and how it
+calls tools (`tool_calling: react` when it has no tool API). A feature setting groups features for model
+selection: its unit primitives, default model, the models that may be selected instead, beta models, and
+flag-driven migrations to a new default (SPEC §9).
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class _Model(BaseModel):
     max_context_tokens: int = Field(gt=0)
     params: ModelParams = ModelParams()
     deprecation: Deprecation | None = None
+    # How the chat agent's tools reach it (SPEC §13.3): the provider's tool API, or the ReAct text format
+    # for a model served without one.
+    tool_calling: Literal["native", "react"] = "native"
 
 
 class AnthropicModel(_Model):

@@ -195,6 +195,7 @@ def model_definition(catalogue: Catalogue, selection: Selection, ref: str, api_t
         family=family.family if family is not None else (registered.model,),
         max_context_tokens=family.max_context_tokens if family is not None else 8_192,
         params=family.params if family is not None else ModelParams(),
+        tool_calling=family.tool_calling if family is not None else "native",
         base_url=registered.endpoint,
         api_key=api_token,
         served_name=True,

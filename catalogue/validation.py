@@ -9,20 +9,29 @@ Checks, beyond what the pydantic schemas enforce while loading:
 - feature settings: every model they name exists, the default is selectable (when a list is given), and
   migrations name existing models and pushed flags (catalogue/flags.py);
 - prompts: file names are semantic versions, family folders are `base` or some model's family, templates
-  compile and contain nothing the sandbox would refuse.
+  compile and contain nothing the sandbox would refuse;
+- chat tools: unique names, a unit primitive some add-on bundles, an input schema that is a JSON-schema
+  object with properties in the subset `Tool.argument_error` enforces. (Whether each tool's handler exists
+  is `chat.tools.check_handlers`: the catalogue does not import `chat`.)
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from catalogue.add_ons import add_ons_bundling
 from catalogue.contents import Catalogue
 from catalogue.features import Feature
 from catalogue.flags import FLAGS
 from catalogue.models import FeatureSetting
 from catalogue.prompts import CHECK_PROMPT, CONTEXT_VARIABLES
+from catalogue.tools import PROPERTY_KEYWORDS, PROPERTY_TYPES, SCHEMA_KEYWORDS, TOOL_LIST, Tool
 
-__all__ = ["check_catalogue"]
+__all__ = ["check_catalogue", "check_tools"]
 
-def check_catalogue(catalogue: Catalogue, features: tuple[Feature, ...]) -> list[str]:
+def check_catalogue(
+    catalogue: Catalogue, features: tuple[Feature, ...], tools: tuple[Tool, ...] = TOOL_LIST
+) -> list[str]:
     """Every broken cross-reference of a loaded catalogue."""
     problems: list[str] = []
     seen: set[str] = set()
@@ -32,6 +41,12 @@ def check_catalogue(catalogue: Catalogue, features: tuple[Feature, ...]) -> list
         seen.add(feature.key)
         problems += _feature_shape(feature)
         problems += _feature_references(catalogue, feature)
+    keys = {feature.key: feature for feature in features}
+    for feature in features:
+        categorizer = keys.get(feature.categorized_by or "")
+        if feature.categorized_by is not None and (categorizer is None or not categorizer.counts_categories):
+            problems.append(f"feature {feature.key!r}: categorized_by {feature.categorized_by!r} is not a feature "
+                            "that counts categories")
     if not catalogue.models:
         problems.append("models.yml: no model is declared")
     for model in catalogue.models.values():
@@ -42,6 +57,62 @@ def check_catalogue(catalogue: Catalogue, features: tuple[Feature, ...]) -> list
     for setting in catalogue.feature_settings.values():
         problems += _setting_references(catalogue, setting)
     problems += _prompt_folders(catalogue)
+    problems += check_tools(tools)
+    return problems
+
+
+def check_tools(tools: tuple[Tool, ...]) -> list[str]:
+    """Every problem of the chat tools' declarations (their handlers aside)."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for tool in tools:
+        where = f"tool {tool.name!r}"
+        if tool.name in seen:
+            problems.append(f"{where} is declared twice")
+        seen.add(tool.name)
+        if not add_ons_bundling(tool.unit_primitive):
+            problems.append(f"{where}: unit primitive {tool.unit_primitive!r} is bundled by no add-on (catalogue/add_ons.py)")
+        if not tool.resource_noun.strip():
+            problems.append(f"{where}: resource_noun is empty")
+        if not tool.handler.isidentifier():
+            problems.append(f"{where}: handler {tool.handler!r} is not a Python name")
+        problems += [f"{where}: input_schema {problem}" for problem in _schema_problems(tool.input_schema)]
+    return problems
+
+
+def _schema_problems(schema: dict[str, Any]) -> list[str]:
+    if schema.get("type") != "object":
+        return ["must be a JSON schema of type 'object'"]
+    problems = [f"uses {key!r}, which tools do not support" for key in sorted(set(schema) - SCHEMA_KEYWORDS)]
+    properties = schema.get("properties")
+    if not isinstance(properties, dict) or not properties:
+        return [*problems, "declares no properties"]
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(name, str) for name in required):
+        problems.append("'required' must be a list of property names")
+    else:
+        problems += [f"requires {name!r}, which is not one of its properties" for name in required if name not in properties]
+    if not isinstance(schema.get("additionalProperties", False), bool):
+        problems.append("'additionalProperties' must be true or false")
+    for name, spec in properties.items():
+        problems += [f"property {name!r} {problem}" for problem in _property_problems(spec)]
+    return problems
+
+
+def _property_problems(spec: object) -> list[str]:
+    if not isinstance(spec, dict):
+        return ["must be a JSON schema object"]
+    problems = [f"uses {key!r}, which tools do not support" for key in sorted(set(spec) - PROPERTY_KEYWORDS)]
+    kind = spec.get("type")
+    if kind not in PROPERTY_TYPES:
+        problems.append(f"has type {kind!r}; tools support {', '.join(PROPERTY_TYPES)}")
+    lengths = {key: spec[key] for key in ("minLength", "maxLength") if key in spec}
+    if lengths and kind != "string":
+        problems.append("sets a length but is not a string")
+    if any(not isinstance(value, int) or isinstance(value, bool) or value < 0 for value in lengths.values()):
+        problems.append("lengths must be non-negative integers")
+    elif lengths.get("minLength", 0) > lengths.get("maxLength", float("inf")):
+        problems.append("has minLength above maxLength")
     return problems
 
 

@@ -1,10 +1,17 @@
 """`switchboard users` and `switchboard tokens`: accounts and personal access tokens (stored hashed; a
-listing never shows them), and `switchboard seed`, the demo accounts and data."""
+listing never shows them), and `switchboard seed`, the demo accounts and data.
+
+`switchboard seed` issues fresh tokens every run (SPEC §11). `switchboard run` does not: it keeps the demo
+users' tokens in `<data dir>/demo-tokens.json` (mode 0600) and hands them out again while they are valid,
+so that each `make run` neither changes the links a user bookmarked nor adds never-expiring tokens."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +24,11 @@ from core.errors import InvalidInput
 from core.settings import Settings
 from core.tables import User
 
-__all__ = ["print_users", "register", "seed_demo"]
+__all__ = ["DEMO_TOKENS_FILE", "print_users", "register", "seed_demo", "seed_for_run"]
+
+log = logging.getLogger(__name__)
+
+DEMO_TOKENS_FILE = "demo-tokens.json"
 
 
 def seed_demo(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
@@ -30,6 +41,45 @@ def seed_demo(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     else:
         print_users(document)
     return document
+
+
+def seed_for_run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """`switchboard run`'s seed: migrations, the demo data, and the demo users' tokens of the previous run
+    again where they are still valid (not revoked, not expired), new ones for the others. Prints nothing."""
+    from access.admin.seed import seed
+
+    db_upgrade(settings, args)
+    path = settings.data_dir / DEMO_TOKENS_FILE
+    kept = _read_tokens(path)
+    document = in_transaction(settings, lambda session: seed(session, mode=settings.mode, reuse=kept))
+    tokens = {name: user["token"] for name, user in document["users"].items()}
+    if tokens != kept:
+        _write_tokens(path, tokens)
+    return document
+
+
+def _read_tokens(path: Path) -> dict[str, str]:
+    try:
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("demo_tokens_unreadable", extra={"path": str(path), "error": str(exc)})
+        return {}
+    if not isinstance(stored, dict):
+        return {}
+    return {name: token for name, token in stored.items() if isinstance(name, str) and isinstance(token, str)}
+
+
+def _write_tokens(path: Path, tokens: dict[str, str]) -> None:
+    """Replace the file atomically, readable by its owner only (it holds an administrator's token)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(descriptor, 0o600)  # an older partial file may have had wider permissions
+    with os.fdopen(descriptor, "w") as out:
+        json.dump(tokens, out, indent=2)
+    os.replace(partial, path)
 
 
 def print_users(document: dict[str, Any]) -> None:

@@ -10,7 +10,9 @@ import sys
 from typing import Any
 
 import catalogue
+from chat.tools import check_handlers
 from cli.commands import CommandFailed
+from core.errors import CatalogueError
 from core.settings import Settings
 
 __all__ = ["register"]
@@ -18,12 +20,16 @@ __all__ = ["register"]
 
 def _catalogue(settings: Settings, args: argparse.Namespace) -> None:
     loaded = catalogue.validate()
+    unhandled = check_handlers(loaded)  # the catalogue cannot see chat's handlers: checked here and in a test
+    if unhandled:
+        raise CommandFailed(str(CatalogueError(unhandled)))
     if args.action == "show":  # one JSON object a line: features, models, feature settings, prompts
         for entry in loaded.entries():
             print(json.dumps(entry, sort_keys=True))
     else:
         counts = (f"{len(loaded.features)} features, {len(loaded.models)} models, "
-                  f"{len(loaded.feature_settings)} feature settings, {len(list(loaded.prompts))} prompt definitions")
+                  f"{len(loaded.feature_settings)} feature settings, {len(list(loaded.prompts))} prompt definitions, "
+                  f"{len(loaded.tools)} chat tools")
         print(f"catalogue is valid: {counts}", file=sys.stderr)
 
 

@@ -6,12 +6,16 @@
     switchboard flags set NAME VALUE [--key percentage_of_actors] [--user ...]
     switchboard flags reset NAME
 
+A name that is neither defined in the catalogue nor set already is refused with the closest known names
+(a typo would otherwise create a flag nothing reads); `--create` makes a new flag on purpose.
+
 Running processes pick a change up within their flag cache time (5 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,8 +49,20 @@ async def _list(session: AsyncSession, args: argparse.Namespace) -> list[str]:
     return [_describe(name, states.get(name)) for name in sorted(set(FLAGS) | set(states))]
 
 
+async def _known(session: AsyncSession, name: str) -> None:
+    """InvalidInput naming the close matches (or every known flag) when `name` is neither defined nor set."""
+    if name in FLAGS or await flags.load_state(session, name) is not None:
+        return
+    known = sorted(set(FLAGS) | set(await flags.load_states(session)))
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"known flags: {', '.join(known)}"
+    raise InvalidInput(None, f"unknown flag {name!r}; {hint} (--create makes a new flag)")
+
+
 def _change(value: str | None) -> Any:
     async def run(session: AsyncSession, args: argparse.Namespace) -> list[str]:
+        if not args.create:
+            await _known(session, args.name)
         targets = {"user": args.user, "group": args.group, "project": args.project}
         try:
             state = await apply_change(session, args.name, value or args.value, key=getattr(args, "key", None), targets=targets)
@@ -67,6 +83,7 @@ def _actor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--user", help="usernames, comma-separated: only for these actors")
     parser.add_argument("--group", help="group full paths, comma-separated")
     parser.add_argument("--project", help="project full paths, comma-separated")
+    parser.add_argument("--create", action="store_true", help="the flag is new: create it rather than refuse the name")
 
 
 def register(commands: Any) -> None:

@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
         if long_running:
-            logs.configure(json=settings.log_format == "json")
+            logs.configure(json=processes.log_format(settings, args.command, sys.stderr.isatty()) == "json")
         args.handler(settings, args)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

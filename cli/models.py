@@ -39,8 +39,9 @@ def _checked(errors: list[str]) -> None:
 
 
 def _feature(name: str) -> str:
-    if name not in get_catalogue().feature_settings:
-        raise InvalidInput(None, f"unknown feature setting {name!r}; see `switchboard models settings`")
+    settings = get_catalogue().feature_settings
+    if name not in settings:
+        raise InvalidInput(None, f"unknown feature setting {name!r}; valid: {', '.join(settings)}")
     return name
 
 
@@ -99,7 +100,8 @@ async def _models(session: AsyncSession, args: argparse.Namespace) -> list[str]:
 async def _model(session: AsyncSession, ref: str) -> SelfHostedModel:
     row = await session.get(SelfHostedModel, int(ref.removeprefix("self_hosted_"))) if ref.removeprefix("self_hosted_").isdigit() else None
     if row is None:
-        raise InvalidInput(None, f"no self-hosted model {ref!r}; see `switchboard models self-hosted list`")
+        refs = [f"self_hosted_{id_}" for id_ in await session.scalars(select(SelfHostedModel.id).order_by(SelfHostedModel.id))]
+        raise InvalidInput(None, f"no self-hosted model {ref!r}; registered: {', '.join(refs) or 'none'}")
     return row
 
 

@@ -7,19 +7,23 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import uvloop
 
-from cli.accounts import seed_demo
+from cli.accounts import seed_for_run
 from cli.commands import CommandFailed
 from cli.database import safe_url
 from core.settings import Settings
 
-__all__ = ["register"]
+__all__ = ["banner", "log_format", "register"]
 
 
 def _web(settings: Settings, args: argparse.Namespace) -> None:
@@ -92,32 +96,105 @@ def _settle_heap() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
+def log_format(settings: Settings, command: str, terminal: bool) -> str:
+    """`SWITCHBOARD_LOG_FORMAT` when set; else readable text for `switchboard run` on a terminal (a person
+    watching), JSON for everything else (`web` and `worker` feed log collectors). `run` hands its choice
+    down to its web and worker processes."""
+    if "log_format" in settings.model_fields_set:
+        return settings.log_format
+    return "text" if command == "run" and terminal else "json"
+
+
 def _run(settings: Settings, args: argparse.Namespace) -> None:
-    """Migrate, seed, start the embedded Redis when needed, then a web and a worker process."""
+    """Migrate, seed, start the embedded Redis when needed, then a web and a worker process; the banner
+    once the web process is ready. A taken port is refused before anything is written."""
     from core.redis import redis_url, release_embedded_redis
 
-    args.json = False
-    document = seed_demo(settings, args)
-    env = {**os.environ, "REDIS_URL": redis_url(settings.redis_url, settings.data_dir)}
+    _check_port_free(args.host, args.port)
+    document = seed_for_run(settings, args)
+    env = {**os.environ, "REDIS_URL": redis_url(settings.redis_url, settings.data_dir),
+           "SWITCHBOARD_LOG_FORMAT": log_format(settings, "run", sys.stderr.isatty())}
     base = [sys.executable, "-m", "cli.main"]
     children = [
         subprocess.Popen([*base, "web", "--host", args.host, "--port", str(args.port)], env=env),
         subprocess.Popen([*base, "worker"], env=env),
     ]
-    host = "localhost" if args.host in ("0.0.0.0", "127.0.0.1") else args.host
-    print(f"\nSwitchboard: http://{host}:{args.port}/api/graphql  (GraphiQL in a browser; Ctrl-C stops)")
-    print(f"Redis: {safe_url(env['REDIS_URL'])}   mock model: {'on' if settings.use_mock_model else 'off'}")
-    alice = document["users"].get("alice", {})
-    if alice:
-        print(f"Try: curl -s http://{host}:{args.port}/api/graphql -H 'Authorization: Bearer {alice['token']}' "
-              "-H 'Content-Type: application/json' -d '{\"query\": \"{ currentUser { username } }\"}'")
+    host = "localhost" if args.host in ("0.0.0.0", "127.0.0.1", "::") else args.host
+    lines = banner(f"http://{host}:{args.port}", document, settings, env["REDIS_URL"])
     try:
-        _supervise(children)
+        _supervise(children, ready=f"http://127.0.0.1:{args.port}/-/readiness" if host == "localhost" else None,
+                   announce=lambda: print("\n".join(lines), flush=True))
     finally:
         release_embedded_redis(settings.data_dir)  # the embedded Redis's last user stops it (core.redis)
 
 
-def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
+def _check_port_free(host: str, port: int) -> None:
+    """CommandFailed when the web process could not listen on `port` (checked the way uvicorn binds)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CommandFailed(f"cannot listen on {host}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise CommandFailed(
+                f"port {port} on {host} is already in use ({exc.strerror}); is Switchboard already running? "
+                f"Choose another port: make run PORT={port + 1}  (or switchboard run --port {port + 1})"
+            ) from None
+
+
+def banner(url: str, document: dict[str, Any], settings: Settings, redis: str) -> list[str]:
+    """What `switchboard run` prints once it serves: the pages (the chat and GraphiQL open with alice's
+    token, from the URL's fragment, which never reaches the server's logs), the demo users and their tokens,
+    and how to get the `switchboard` command."""
+    users = document["users"]
+    alice = users.get("alice", {}).get("token", "")
+    lines = [
+        "",
+        "Switchboard is running (Ctrl-C stops it). Open:",
+        f"  Chat      {url}/chat#token={alice}",
+        "            (one click: signed in as alice, who holds a Duo Enterprise seat)",
+        f"  GraphiQL  {url}/api/graphql#token={alice}",
+        f"  Admin     {url}/admin   (sign in with root's token)",
+        "",
+        "Demo users (API: Authorization: Bearer <token>; reused by the next `switchboard run` while valid):",
+    ]
+    lines += [f"  {name:<8} {user['gid']:<22} {user['token']}" for name, user in users.items()]
+    lines += [
+        f"  Try: curl -s {url}/api/graphql -H 'Authorization: Bearer {alice}' -H 'Content-Type: application/json' "
+        "-d '{\"query\": \"{ currentUser { username } }\"}'",
+        "",
+        f"Redis: {safe_url(redis)}   database: {safe_url(settings.database)}   "
+        f"mock model: {'on' if settings.use_mock_model else 'off'}",
+        f"Worker metrics: port {settings.worker_metrics_port} (the next free one if taken)"
+        if settings.worker_metrics_port else "Worker metrics: off",
+    ]
+    hint = _command_hint()
+    if hint:
+        lines.append(hint)
+    return lines
+
+
+def _command_hint() -> str | None:
+    """How to get `switchboard` on PATH, when this one runs from a virtual environment that is not active."""
+    if sys.prefix == sys.base_prefix:
+        return None
+    own = os.path.join(sys.prefix, "bin", "switchboard")
+    found = shutil.which("switchboard")
+    if found and os.path.realpath(found) == os.path.realpath(own):
+        return None
+    venv = os.path.relpath(sys.prefix)
+    venv = venv if not venv.startswith("..") else sys.prefix
+    return f"The switchboard command (seed, flags, models, ...): . {venv}/bin/activate   or   {venv}/bin/switchboard"
+
+
+def _supervise(children: list[subprocess.Popen[bytes]], *, ready: str | None = None,
+               announce: Callable[[], None] | None = None) -> None:
+    """Wait for the children; stop them all on SIGINT/SIGTERM or when one fails. `announce` runs once
+    `ready` answers 200 (or at once without a URL to ask)."""
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -130,11 +207,15 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     failed = None
+    pending = announce
     while any(child.poll() is None for child in children):
         for child in children:
             if child.poll() not in (None, 0) and not stopping:
                 failed = child
                 stop(signal.SIGTERM, None)
+        if pending is not None and not stopping and (ready is None or _answers(ready)):
+            pending()
+            pending = None
         try:
             children[0].wait(timeout=0.5)
         except subprocess.TimeoutExpired:
@@ -143,6 +224,14 @@ def _supervise(children: list[subprocess.Popen[bytes]]) -> None:
         child.wait()
     if failed is not None:
         raise CommandFailed(f"a process exited with status {failed.returncode}; see its output above")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (OSError, ValueError):
+        return False
 
 
 def register(commands: Any) -> None:

@@ -36,6 +36,16 @@ __all__ = [
     "MAX_RETRIES_EXCEEDED",
     "RESOURCE_NOT_AVAILABLE",
     "AI_NOT_PERMITTED",
+    "THREAD_NOT_FOUND",
+    "THREAD_NOT_DELETABLE",
+    "AGENT_STEP_LIMIT",
+    "TOOL_ITEM_UNAVAILABLE",
+    "TOOL_NOT_IN_SUBSCRIPTION",
+    "TOOL_REPEATED",
+    "NO_DOCUMENTATION",
+    "NO_COMMENTS",
+    "NOT_A_VULNERABILITY_PAGE",
+    "NO_CODE_FOR_COMMAND",
     "user_facing_text",
 ]
 
@@ -44,6 +54,36 @@ RESOURCE_NOT_AVAILABLE = (
     "perform this action"
 )
 AI_NOT_PERMITTED = "AI features are not enabled or resource is not permitted to be sent."
+
+# Duo Chat (SPEC §13), GitLab's texts and error codes (reference/duo-chat.md §3).
+THREAD_NOT_FOUND = "Thread not found. It may have expired."
+THREAD_NOT_DELETABLE = "User not authorized to delete thread"
+AGENT_STEP_LIMIT = (
+    "I'm sorry, Duo Chat agent reached the limit before finding an answer for your question. Please try a "
+    "different prompt or clear your conversation history with /clear. Error code: A1006"
+)
+TOOL_ITEM_UNAVAILABLE = (
+    "I'm sorry, I can't generate a response. You might want to try again. You could also be getting this error "
+    "because the items you're asking about either don't exist, you don't have access to them, or your session "
+    "has expired. Error code: M3003"
+)
+TOOL_NOT_IN_SUBSCRIPTION = (
+    "I'm sorry, this question is not supported in your Duo Pro subscription. You might consider upgrading to "
+    "Duo Enterprise. Error code: M3005"
+)
+TOOL_REPEATED = "You already have the answer from {tool} tool, read carefully."
+NO_DOCUMENTATION = "I'm sorry, I couldn't find any documentation to answer your question. Error code: M2000"
+NO_COMMENTS = "This resource has no comments to summarize. Error code: M4004"
+NOT_A_VULNERABILITY_PAGE = (
+    "This command is used for explaining vulnerabilities and can only be invoked from a vulnerability detail "
+    "page. Error code: M4003"
+)
+# %-style placeholders as GitLab's: action ("explain"), human_name ("explain the code"), command ("/explain").
+NO_CODE_FOR_COMMAND = (
+    "Your request does not seem to contain code to {action}. To {human_name} select the lines of code in your "
+    "editor and then type the command {command} in the chat. You may add additional instructions after this "
+    "command. If you have no code to select, you can also simply add the code after the command."
+)
 
 
 class SwitchboardError(Exception):
@@ -113,7 +153,8 @@ class Overloaded(SwitchboardError):
 
 class ProviderError(SwitchboardError):
     """`detail` is for operators. When `quotes_provider` is set it is the provider's own error text, which
-    may echo the prompt (vLLM, LiteLLM): it is logged only under `expanded_ai_logging`."""
+    may echo the prompt (vLLM, LiteLLM): it is logged only under `expanded_ai_logging`. `model` is the
+    identifier of the model whose call failed, set by the worker's caller when the client did not."""
 
     def __init__(self, provider: str, status: int | None, detail: str = "", *, retryable: bool = False) -> None:
         super().__init__(provider, status, detail)
@@ -122,6 +163,7 @@ class ProviderError(SwitchboardError):
         self.detail = detail
         self.retryable = retryable
         self.quotes_provider = False
+        self.model: str | None = None
 
     @property
     def loggable_detail(self) -> str | None:

@@ -7,11 +7,14 @@
 | `switchboard:messages`                | stream | `MAXLEN ~ firehose_maxlen`       | every published message with its route ids (read by each web process's hub) |
 | `switchboard:route:<route_id>`        | stream | `MAXLEN ~ route_maxlen`, TTL `replay_ttl_s` after the last message | one subscription route's messages, for resume with `after` |
 | `switchboard:final:<request_id>`      | string | 1 day                            | set once the final message of a request was published (exactly-once guard) |
-| `ai_chat:<user_id>`                   | stream | `MAXLEN 50`, 3 days after the last message | chat history (GitLab's key) |
+| `switchboard:owner:<request_id>`      | string | 1 day (the life of a queued job) | the user id of the request's caller, written with the enqueue (`aiActionCancel` checks it) |
+| `switchboard:cancel:<request_id>`     | string | 1 day (the life of a queued job) | set by `aiActionCancel`: a job that starts (or retries) finds it and runs no model |
+| `switchboard:cancels`                 | pub/sub channel | (not stored)            | a cancelled request id, published with the cancel key; each worker process listens on one connection |
 | `switchboard:rate:<name>:<user_id>`   | string | the limit's period (8 h), from the first call in it | calls of a rate-limited endpoint (`ai_action`) in the current window |
 | `switchboard:usage:<request_id>`      | hash   | 1 day                            | token usage of the request's answered model call (model, input/output tokens, estimated) |
 | `switchboard:stats:<minute>`          | hash   | 2 hours                          | per-minute counts for `/admin` (done, failed, apdex per feature, models, queue depth), flushed by workers |
 | `switchboard:workers`                 | hash   | 2 hours after the last beat      | worker id -> last heartbeat (unix time) and jobs in flight, written every few seconds |
+| `switchboard:failures`                | list   | the last `FAILURES_MAXLEN` (50), 1 day after the last push | the latest failed AI actions for `/admin`, newest first: time, request id, feature, model, user-facing error, error class (never user input, prompts or provider text) |
 
 arq's own keys (`arq:job:*`, `arq:in-progress:*`, `arq:retry:*`, `arq:result:*`) carry arq's TTLs.
 """
@@ -27,17 +30,22 @@ __all__ = [
     "FIREHOSE",
     "JOB_NAME",
     "FINAL_TTL_S",
-    "CHAT_HISTORY_MAXLEN",
-    "CHAT_HISTORY_TTL_S",
+    "OWNER_TTL_S",
+    "CANCEL_TTL_S",
+    "CANCELS",
+    "owner",
+    "cancel",
     "route",
     "final",
-    "chat_history",
     "rate_limit",
     "USAGE_TTL_S",
     "usage",
     "STATS_TTL_S",
     "stats",
     "WORKERS",
+    "FAILURES",
+    "FAILURES_MAXLEN",
+    "FAILURES_TTL_S",
 ]
 
 PREFIX = "switchboard"
@@ -47,8 +55,10 @@ WAKE_MAXLEN = 64
 WAKE_TTL_S = 60
 FIREHOSE = f"{PREFIX}:messages"
 FINAL_TTL_S = 24 * 3600
-CHAT_HISTORY_MAXLEN = 50
-CHAT_HISTORY_TTL_S = 3 * 24 * 3600
+# A request can be cancelled as long as its job may still run: arq keeps a queued job for a day.
+OWNER_TTL_S = 24 * 3600
+CANCEL_TTL_S = 24 * 3600
+CANCELS = f"{PREFIX}:cancels"
 
 # The arq function the worker registers and the web process enqueues by name.
 JOB_NAME = "run_action"
@@ -62,8 +72,13 @@ def final(request_id: str) -> str:
     return f"{PREFIX}:final:{request_id}"
 
 
-def chat_history(user_id: int) -> str:
-    return f"ai_chat:{user_id}"
+def owner(request_id: str) -> str:
+    return f"{PREFIX}:owner:{request_id}"
+
+
+def cancel(request_id: str) -> str:
+    return f"{PREFIX}:cancel:{request_id}"
+
 
 
 USAGE_TTL_S = 24 * 3600
@@ -79,6 +94,9 @@ def rate_limit(name: str, user_id: int) -> str:
 
 STATS_TTL_S = 2 * 3600
 WORKERS = f"{PREFIX}:workers"
+FAILURES = f"{PREFIX}:failures"
+FAILURES_MAXLEN = 50
+FAILURES_TTL_S = 24 * 3600
 
 
 def stats(minute: int) -> str:

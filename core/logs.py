@@ -1,5 +1,9 @@
 """Structured logs (SPEC §10): one JSON object a line on stderr, and the privacy rule of the LLM log.
 
+`switchboard run` on a terminal shows the same records as readable lines instead (`TextFormatter`):
+`12:00:01 INFO completion_service_performed request_id=… feature=chat model=mock`; JSON stays the default
+of `web` and `worker` (`SWITCHBOARD_LOG_FORMAT` chooses either way).
+
 A log call's `extra` fields become top-level keys next to `time`, `level`, `logger` and `message`. The LLM
 log's events (`ai_action_mutation`, `worker_enqueued`, `performing_request`, `response_received`, …) carry
 request id, feature, model, timings and token counts. User input, prompts and model output are added only
@@ -19,7 +23,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JsonFormatter", "configure", "expanded", "expanded_logging", "EXPANDED_FLAG"]
+__all__ = ["JsonFormatter", "TextFormatter", "configure", "expanded", "expanded_logging", "EXPANDED_FLAG"]
 
 EXPANDED_FLAG = "expanded_ai_logging"
 
@@ -47,12 +51,33 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _text_value(value: object) -> str:
+    """A string bare when it can be, else quoted with JSON's escapes; anything else as compact JSON."""
+    if not isinstance(value, str):
+        return orjson.dumps(value, default=_default, option=orjson.OPT_NON_STR_KEYS).decode()
+    if value and not any(c.isspace() or c in '"=' for c in value):
+        return value
+    return orjson.dumps(value).decode()  # one record stays one line
+
+
+class TextFormatter(logging.Formatter):
+    """One readable line a record for a person at a terminal: local time, level, message, then the fields
+    of `extra` as `key=value` (the same fields the JSON lines carry, so nothing is lost but the date)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [time.strftime("%H:%M:%S", time.localtime(record.created)), record.levelname, record.getMessage()]
+        parts += [f"{name}={_text_value(value)}" for name, value in record.__dict__.items()
+                  if name not in _STANDARD and name != "color_message"]  # uvicorn's message with ANSI colours
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
 def configure(*, json: bool, level: int = logging.INFO) -> None:
-    """Root logging for a process: JSON lines (or plain text) on stderr."""
+    """Root logging for a process: JSON lines, or readable text lines (`TextFormatter`), on stderr."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter() if json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
+    handler.setFormatter(JsonFormatter() if json else TextFormatter())
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

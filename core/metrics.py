@@ -7,6 +7,10 @@ Recording costs a dictionary look-up and an addition: no Redis round trip. The p
 accumulated in memory and written to Redis by the worker's timer (`MinuteStats.flush`), and the queue is
 sampled on a timer too (`sample_queue`), never per request.
 
+The failed actions behind the error ratio are kept too, the last `keys.FAILURES_MAXLEN` of them
+(`record_failure`, `recent_failures`), with their reason: the user-facing text and the error's class, never
+the user's input, the prompt or a provider's own text.
+
 The completion SLI keeps GitLab's names (`gitlab_sli_llm_completion_*`): the error ratio is
 `error_total / total`, the apdex `apdex_success_total / apdex_total`, with a completion satisfactory when it
 answered within `APDEX_THRESHOLD_S`.
@@ -17,7 +21,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter as Tally
+from dataclasses import asdict, dataclass
 
+import orjson
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 from redis.asyncio import Redis
 
@@ -36,6 +42,7 @@ __all__ = [
     "INPUT_TOKENS",
     "OUTPUT_TOKENS",
     "ACTIONS_ENQUEUED",
+    "CHAT_QUESTION_CATEGORIES",
     "QUEUE_DEPTH",
     "QUEUE_OLDEST_AGE",
     "JOBS_IN_FLIGHT",
@@ -49,8 +56,12 @@ __all__ = [
     "record_completion",
     "record_refusal",
     "ACTIONS_REFUSED",
+    "ACTIONS_CANCELLED",
     "record_provider_request",
     "sample_queue",
+    "Failure",
+    "record_failure",
+    "recent_failures",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,8 +101,15 @@ OUTPUT_TOKENS = Counter("switchboard_llm_output_tokens", "Output tokens per feat
 ACTIONS_REFUSED = Counter(
     "switchboard_ai_actions_refused", "AI actions the worker's access re-check refused (not completions)", ["feature"]
 )
+ACTIONS_CANCELLED = Counter(
+    "switchboard_ai_actions_cancelled", "AI actions stopped by aiActionCancel, by the stage they were in (queued, running)",
+    ["feature", "stage"],
+)
 
 # Web process.
+CHAT_QUESTION_CATEGORIES = Counter(
+    "switchboard_chat_question_categories", "Chat questions by the category categorize_question gave them", ["category"]
+)
 ACTIONS_ENQUEUED = Counter("switchboard_ai_actions_enqueued", "aiAction mutations accepted and enqueued", ["feature"])
 SUBSCRIPTIONS = Gauge("switchboard_subscriptions_active", "GraphQL subscriptions this web process serves")
 WEBSOCKETS = Gauge("switchboard_websocket_connections", "Open websocket connections of this web process")
@@ -182,3 +200,43 @@ async def sample_queue(redis: Redis) -> tuple[int, float]:
     QUEUE_DEPTH.set(depth)
     QUEUE_OLDEST_AGE.set(age)
     return int(depth), age
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """One AI action that ended in an error: what `/admin` lists. `error` is the text the user got (with
+    GitLab's error code); `error_class` the internal exception's class name, with the provider's HTTP
+    status when it had one; `model` the model whose call failed, when one did."""
+
+    at: float  # unix time
+    request_id: str
+    feature: str
+    error: str
+    error_class: str
+    model: str | None = None
+    status: int | None = None
+    tries: int = 1
+
+
+async def record_failure(redis: Redis, failure: Failure) -> None:
+    """Push `failure` onto the capped list of recent failures (one round trip). Never raises: a failure
+    that cannot be recorded is logged."""
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(keys.FAILURES, orjson.dumps(asdict(failure)))
+            pipe.ltrim(keys.FAILURES, 0, keys.FAILURES_MAXLEN - 1)
+            pipe.expire(keys.FAILURES, keys.FAILURES_TTL_S)
+            await pipe.execute()
+    except Exception as exc:
+        log.warning("failure_not_recorded", extra={"request_id": failure.request_id, "error": type(exc).__name__})
+
+
+async def recent_failures(redis: Redis, limit: int = keys.FAILURES_MAXLEN) -> list[Failure]:
+    """The latest failures, newest first; entries that do not parse are skipped."""
+    failures = []
+    for raw in await redis.lrange(keys.FAILURES, 0, limit - 1):  # type: ignore[misc]
+        try:
+            failures.append(Failure(**orjson.loads(raw)))
+        except (orjson.JSONDecodeError, TypeError):
+            continue
+    return failures

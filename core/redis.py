@@ -62,6 +62,7 @@ __all__ = [
     "connect",
     "single_client",
     "enqueue_action",
+    "record_owner",
     "redis_server_binary",
     "bundled_redis_server",
 ]
@@ -356,8 +357,9 @@ def connect(
     return client
 
 
-# arq's enqueue (refuse an existing job id, store the job, add it to the queue) plus the wake-up push, in
-# one atomic round trip instead of arq's WATCH / EXISTS / MULTI-EXEC and a second call for the wake-up.
+# arq's enqueue (refuse an existing job id, store the job, add it to the queue) plus the wake-up push and
+# the request's owner (for `aiActionCancel`), in one atomic round trip instead of arq's WATCH / EXISTS /
+# MULTI-EXEC and further calls.
 _ENQUEUE = LuaScript("""
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
@@ -365,18 +367,27 @@ redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
 redis.call('LPUSH', KEYS[4], '1')
 redis.call('LTRIM', KEYS[4], 0, ARGV[5])
 redis.call('EXPIRE', KEYS[4], ARGV[6])
+redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[8])
 return 1
 """)
 
 
 async def enqueue_action(redis: ArqRedis, record: ActionRecord) -> bool:
-    """Enqueue exactly one arq job for the action (job id = request id) and wake an idle worker.
-    False when a job with this id exists already. The job is stored exactly as arq's `enqueue_job` does."""
+    """Enqueue exactly one arq job for the action (job id = request id), record who owns the request
+    (`keys.owner`) and wake an idle worker. False when a job with this id exists already. The job is stored
+    exactly as arq's `enqueue_job` does."""
     now_ms = timestamp_ms()
     job = serialize_job(keys.JOB_NAME, (record.model_dump_json(),), {}, None, now_ms, serializer=redis.job_serializer)
     added = await _ENQUEUE(
         redis,
-        keys=[job_key_prefix + record.request_id, result_key_prefix + record.request_id, keys.QUEUE, keys.WAKE],
-        args=[job, redis.expires_extra_ms, now_ms, record.request_id, keys.WAKE_MAXLEN - 1, keys.WAKE_TTL_S],
+        keys=[job_key_prefix + record.request_id, result_key_prefix + record.request_id, keys.QUEUE, keys.WAKE,
+              keys.owner(record.request_id)],
+        args=[job, redis.expires_extra_ms, now_ms, record.request_id, keys.WAKE_MAXLEN - 1, keys.WAKE_TTL_S,
+              record.user_id, keys.OWNER_TTL_S],
     )
     return bool(added)
+
+
+async def record_owner(redis: Redis, record: ActionRecord) -> None:
+    """Record who owns a request that is not enqueued (inline execution), as `enqueue_action` does."""
+    await redis.set(keys.owner(record.request_id), record.user_id, ex=keys.OWNER_TTL_S)

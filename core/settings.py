@@ -154,6 +154,13 @@ class Settings(BaseSettings):
         None, gt=0, validation_alias=_env("SWITCHBOARD_DB_POOL_TIMEOUT_S")
     )
 
+    # Duo Chat (SPEC §13): threads not updated for this many days are deleted by a periodic job; extra
+    # Markdown indexed by the `documentation_search` tool.
+    chat_thread_expiry_days: int = Field(
+        30, ge=1, validation_alias=_env("SWITCHBOARD_CHAT_THREAD_EXPIRY_DAYS")
+    )
+    docs_dir: Path | None = Field(None, validation_alias=_env("SWITCHBOARD_DOCS_DIR"))
+
     @property
     def database(self) -> str:
         """The SQLAlchemy URL in force: `DATABASE_URL`, else SQLite under the data directory."""

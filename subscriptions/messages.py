@@ -35,7 +35,8 @@ class AiMessage:
 
     @property
     def final(self) -> bool:
-        return self.chunk_id is None and self.role != "user"
+        """The request's answer (or its error): not the user's echo, a chunk, or a tool progress message."""
+        return self.chunk_id is None and self.role != "user" and self.type is None
 
     def to_wire(self) -> dict[str, object]:
         """The published form: every field but the cursor, without empty ones."""

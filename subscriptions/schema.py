@@ -22,7 +22,7 @@ from subscriptions.quota import QUOTA
 from subscriptions.scalars import AiConversationThreadID, AiModelID, Time, UserID
 from subscriptions.streams import after_cursor, parse_cursor, replay
 
-__all__ = ["Subscription", "AiMessageType", "AiMessageRole", "AiAction", "SubscriptionContext"]
+__all__ = ["Subscription", "AiMessageExtras", "AiMessageType", "AiMessageRole", "AiAction", "SubscriptionContext"]
 
 
 class SubscriptionContext(Protocol):
@@ -52,9 +52,26 @@ class AiMessageTypeEnum(Enum):
 
 @strawberry.type(name="AiMessageExtras", description="Extra metadata for AI message.")
 class AiMessageExtras:
-    sources: list[JSON] | None = None
-    has_feedback: bool | None = None
-    additional_context: list[JSON] | None = None
+    sources: list[JSON] | None = strawberry.field(default=None, description="Sources used to form the message.")
+    has_feedback: bool | None = strawberry.field(default=None, description="Whether the user sent feedback on the message.")
+    additional_context: list[JSON] | None = strawberry.field(default=None, description="Additional context of the message.")
+    tool_calls: list[JSON] | None = strawberry.field(
+        default=None, description="Tool calls of the answer: name, input, status (STARTED, FINISHED, FAILED), durationMs.")
+    cancelled: bool | None = strawberry.field(default=None, description="The request was stopped (`aiActionCancel`).")
+
+    @classmethod
+    def from_extras(cls, extras: dict[str, object] | None) -> AiMessageExtras | None:
+        """From a message's `extras` (keys `sources`, `has_feedback`, `additional_context`, `tool_calls`,
+        `cancelled`), shared by the subscription and `aiMessages`."""
+        if not extras:
+            return None
+        return cls(
+            sources=extras.get("sources"),  # type: ignore[arg-type]
+            has_feedback=extras.get("has_feedback"),  # type: ignore[arg-type]
+            additional_context=extras.get("additional_context"),  # type: ignore[arg-type]
+            tool_calls=extras.get("tool_calls"),  # type: ignore[arg-type]
+            cancelled=extras.get("cancelled"),  # type: ignore[arg-type]
+        )
 
 
 @strawberry.type(name="AiMessage", description="AI features communication message")
@@ -74,7 +91,6 @@ class AiMessageType:
 
     @classmethod
     def from_model(cls, message: AiMessage) -> AiMessageType:
-        extras = message.extras
         return cls(
             id=strawberry.ID(message.id),
             request_id=message.request_id,
@@ -85,13 +101,7 @@ class AiMessageType:
             chunk_id=message.chunk_id,
             errors=list(message.errors),
             type=AiMessageTypeEnum(message.type) if message.type else None,
-            extras=AiMessageExtras(
-                sources=extras.get("sources"),  # type: ignore[arg-type]
-                has_feedback=extras.get("has_feedback"),  # type: ignore[arg-type]
-                additional_context=extras.get("additional_context"),  # type: ignore[arg-type]
-            )
-            if extras
-            else None,
+            extras=AiMessageExtras.from_extras(message.extras),
             thread_id=AiConversationThreadID(message.thread_id) if message.thread_id else None,
             cursor=message.cursor,
         )

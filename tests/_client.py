@@ -82,7 +82,8 @@ class GraphQLSocket:
         while True:
             message = await self.message(op, timeout)
             messages.append(message)
-            if message["chunkId"] is None and message["role"] != "USER":
+            # the answer: not the echo, a chunk or tool progress (select `type` to tell progress apart)
+            if message["chunkId"] is None and message["role"] != "USER" and message.get("type") is None:
                 return messages
 
     async def close(self) -> None:

@@ -7,7 +7,10 @@ Switchboard's clients use, scriptable per test.
 - OpenAI-compatible `POST /v1/chat/completions` with `stream: true`.
 
 `fake_llm.script(Reply(...), ...)` sets what the next requests get, in order; the last reply repeats.
-A reply streams `deltas` with `usage`, or fails with `status` (and `headers` such as `retry-after`), and can
+A reply streams `deltas` with `usage`, then the `tool_calls` it makes (`ToolUse`: its JSON arguments split
+over several events, as each provider streams them: Anthropic `tool_use` blocks with `input_json_delta`s,
+OpenAI `delta.tool_calls` fragments then `finish_reason: tool_calls`, Gemini `functionCall` parts), or fails
+with `status` (and `headers` such as `retry-after`), and can
 be slow before its first byte, slow between chunks, cut mid-way (the connection drops), end early without
 the provider's stop event, carry a malformed event, or an in-stream error event. `fake_llm.requests` records
 what was asked. The server runs under uvicorn in a thread, on a free port of 127.0.0.1, once per session.
@@ -19,7 +22,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,11 +35,32 @@ from starlette.routing import Route
 
 from tests._redis import free_port
 
-__all__ = ["FakeLLM", "Reply", "Seen", "fake_llm", "fake_llm_server"]
+__all__ = ["FakeLLM", "Reply", "Seen", "ToolUse", "fake_llm", "fake_llm_server"]
 
 
 class CutConnection(Exception):
     """Raised inside a response stream to drop the connection without ending the HTTP body."""
+
+
+@dataclass(frozen=True)
+class ToolUse:
+    """A tool call the fake model makes. `arguments` is sent as JSON text in `pieces` fragments (a string is
+    sent as is: malformed arguments); `id` defaults to a provider-like one (Gemini: none, unless given), and
+    `signature` is a Gemini thought signature (base64) on the part."""
+
+    name: str
+    arguments: Mapping[str, Any] | str = field(default_factory=dict)
+    id: str | None = None
+    pieces: int = 3
+    signature: str | None = None
+
+    @property
+    def json(self) -> str:
+        return self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+
+    def fragments(self) -> list[str]:
+        text, size = self.json, max(1, -(-len(self.json) // max(1, self.pieces)))
+        return [text[start:start + size] for start in range(0, len(text), size)]
 
 
 @dataclass(frozen=True)
@@ -52,6 +76,8 @@ class Reply:
     malformed_after: int | None = None  # deltas sent before an event that is not JSON
     error_event: str | None = None  # Anthropic in-stream error type sent after the deltas (overloaded_error…)
     error_message: str | None = None  # the error body's message (vLLM and LiteLLM echo the prompt in theirs)
+    tool_calls: tuple[ToolUse, ...] = ()  # made after the deltas (pass `deltas=()` for tool calls alone)
+    whole_tool_calls: bool = False  # OpenAI wire: each call whole in one fragment without an `index` (as Ollama)
 
 
 @dataclass(frozen=True)
@@ -113,13 +139,16 @@ class FakeLLM:
 class _Wire:
     """One provider's event format."""
 
-    def start(self, usage: tuple[int, int] | None) -> list[str]:
+    def start(self, reply: Reply) -> list[str]:
         return []
 
     def delta(self, text: str) -> str:
         raise NotImplementedError
 
-    def end(self, usage: tuple[int, int] | None) -> list[str]:
+    def tools(self, reply: Reply) -> list[str]:
+        raise NotImplementedError
+
+    def end(self, reply: Reply) -> list[str]:
         raise NotImplementedError
 
     def error(self, status: int, message: str) -> dict[str, Any]:
@@ -129,6 +158,10 @@ class _Wire:
         return "data: {this is not json\n\n"
 
 
+def _has_text(reply: Reply) -> bool:
+    return bool(reply.deltas) or not reply.tool_calls
+
+
 class _AnthropicWire(_Wire):
     _ERRORS = {429: "rate_limit_error", 529: "overloaded_error", 500: "api_error", 400: "invalid_request_error", 401: "authentication_error"}
 
@@ -136,24 +169,40 @@ class _AnthropicWire(_Wire):
     def _event(kind: str, data: dict[str, Any]) -> str:
         return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n"
 
-    def start(self, usage: tuple[int, int] | None) -> list[str]:
-        tokens = {"input_tokens": usage[0] if usage else 0, "output_tokens": 1}
+    def start(self, reply: Reply) -> list[str]:
+        tokens = {"input_tokens": reply.usage[0] if reply.usage else 0, "output_tokens": 1}
         message = {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": "fake",
                    "stop_reason": None, "stop_sequence": None, "usage": tokens}
-        return [
-            self._event("message_start", {"message": message}),
-            self._event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
-            self._event("ping", {}),
-        ]
+        events = [self._event("message_start", {"message": message})]
+        if _has_text(reply):
+            events.append(self._event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+        return [*events, self._event("ping", {})]
 
     def delta(self, text: str) -> str:
         return self._event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}})
 
-    def end(self, usage: tuple[int, int] | None) -> list[str]:
+    def tools(self, reply: Reply) -> list[str]:
+        events = []
+        first = 0
+        if reply.deltas:
+            events.append(self._event("content_block_stop", {"index": 0}))
+            first = 1
+        for number, call in enumerate(reply.tool_calls):
+            index = first + number
+            block = {"type": "tool_use", "id": call.id or f"toolu_fake{number}", "name": call.name, "input": {}}
+            events.append(self._event("content_block_start", {"index": index, "content_block": block}))
+            for piece in ["", *call.fragments()]:  # Anthropic opens with an empty fragment
+                events.append(self._event("content_block_delta", {"index": index, "delta": {"type": "input_json_delta",
+                                                                                             "partial_json": piece}}))
+            events.append(self._event("content_block_stop", {"index": index}))
+        return events
+
+    def end(self, reply: Reply) -> list[str]:
+        events = [] if reply.tool_calls else [self._event("content_block_stop", {"index": 0})]
         return [
-            self._event("content_block_stop", {"index": 0}),
-            self._event("message_delta", {"delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                          "usage": {"output_tokens": usage[1] if usage else 0}}),
+            *events,
+            self._event("message_delta", {"delta": {"stop_reason": "tool_use" if reply.tool_calls else "end_turn", "stop_sequence": None},
+                                          "usage": {"output_tokens": reply.usage[1] if reply.usage else 0}}),
             self._event("message_stop", {}),
         ]
 
@@ -184,8 +233,21 @@ class _GeminiWire(_Wire):
     def delta(self, text: str) -> str:
         return self._chunk([{"text": text}])
 
-    def end(self, usage: tuple[int, int] | None) -> list[str]:
-        return [self._chunk([{"text": ""}], finish="STOP", usage=usage)]
+    def tools(self, reply: Reply) -> list[str]:
+        """Gemini streams each function call whole (`args` an object), parallel calls as parts of one chunk."""
+        parts = []
+        for call in reply.tool_calls:
+            function: dict[str, Any] = {"name": call.name, "args": json.loads(call.json)}
+            if call.id:
+                function["id"] = call.id
+            part: dict[str, Any] = {"functionCall": function}
+            if call.signature:
+                part["thoughtSignature"] = call.signature
+            parts.append(part)
+        return [self._chunk(parts)] if parts else []
+
+    def end(self, reply: Reply) -> list[str]:
+        return [self._chunk([{"text": ""}], finish="STOP", usage=reply.usage)]
 
     def error(self, status: int, message: str) -> dict[str, Any]:
         return {"error": {"code": status, "message": message, "status": self._STATUS.get(status, "UNKNOWN")}}
@@ -200,16 +262,33 @@ class _OpenAIWire(_Wire):
             data["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
         return f"data: {json.dumps(data)}\n\n"
 
-    def start(self, usage: tuple[int, int] | None) -> list[str]:
-        return [self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
+    def _delta(self, delta: dict[str, Any], finish: str | None = None) -> str:
+        return self._chunk([{"index": 0, "delta": delta, "finish_reason": finish}])
+
+    def start(self, reply: Reply) -> list[str]:
+        return [self._delta({"role": "assistant", "content": ""})]
 
     def delta(self, text: str) -> str:
-        return self._chunk([{"index": 0, "delta": {"content": text}, "finish_reason": None}])
+        return self._delta({"content": text})
 
-    def end(self, usage: tuple[int, int] | None) -> list[str]:
-        events = [self._chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])]
-        if usage:
-            events.append(self._chunk([], usage))
+    def tools(self, reply: Reply) -> list[str]:
+        if reply.whole_tool_calls:
+            return [self._delta({"tool_calls": [{"id": call.id or f"call_fake{index}", "type": "function",
+                                                 "function": {"name": call.name, "arguments": call.json}}]})
+                    for index, call in enumerate(reply.tool_calls)]
+        events = []
+        for index, call in enumerate(reply.tool_calls):
+            opening = {"index": index, "id": call.id or f"call_fake{index}", "type": "function",
+                       "function": {"name": call.name, "arguments": ""}}
+            events.append(self._delta({"tool_calls": [opening]}))
+            events.extend(self._delta({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                          for piece in call.fragments())
+        return events
+
+    def end(self, reply: Reply) -> list[str]:
+        events = [self._delta({}, "tool_calls" if reply.tool_calls else "stop")]
+        if reply.usage:
+            events.append(self._chunk([], reply.usage))
         return [*events, "data: [DONE]\n\n"]
 
     def error(self, status: int, message: str) -> dict[str, Any]:
@@ -220,7 +299,7 @@ _ANTHROPIC, _GEMINI, _OPENAI = _AnthropicWire(), _GeminiWire(), _OpenAIWire()
 
 
 async def _events(wire: _Wire, reply: Reply) -> AsyncIterator[str]:
-    for event in wire.start(reply.usage):
+    for event in wire.start(reply):
         yield event
     for index, text in enumerate(reply.deltas):
         if index == reply.cut_after:
@@ -238,7 +317,9 @@ async def _events(wire: _Wire, reply: Reply) -> AsyncIterator[str]:
     if reply.error_event and isinstance(wire, _AnthropicWire):
         yield wire.stream_error(reply.error_event)
         return
-    for event in wire.end(reply.usage):
+    for event in wire.tools(reply):
+        yield event
+    for event in wire.end(reply):
         yield event
 
 

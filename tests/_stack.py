@@ -166,6 +166,7 @@ def stack(request: pytest.FixtureRequest, redis_server: str, tmp_path_factory: p
         "SWITCHBOARD_MOCK_MODEL_RESPONSES": "true",
         "SWITCHBOARD_JOB_LEASE_S": str(LEASE_S),
         "SWITCHBOARD_AI_ACTION_RATE_LIMIT": "0",
+        "SWITCHBOARD_RETRY_BASE_DELAY_S": "0.01",  # a failing model's retries (the mock's error="500") end soon
         "PYTHONUNBUFFERED": "1",
         "SWITCHBOARD_WORKER_METRICS_PORT": str(free_port()),
     }

@@ -70,9 +70,10 @@ def test_top_level_files_exist(name: str) -> None:
 
 
 def test_procfile_runs_web_and_worker_with_port() -> None:
-    lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    lines = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines()
+                 if line.strip() and not line.startswith("#"))
     assert "switchboard web" in lines["web"] and "${PORT:-8080}" in lines["web"]
-    assert lines["worker"].strip() == "switchboard worker"
+    assert lines["worker"].strip() == "exec switchboard worker"  # exec: see tests/e2e/test_procfile.py
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -4,10 +4,11 @@ selection."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
+from arq.connections import ArqRedis
 from markdown_it import MarkdownIt
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from access.checks import Gate
@@ -16,6 +17,7 @@ from access.flags import FlagStore
 from catalogue import Catalogue, get_catalogue
 from catalogue.flags import default_enabled
 from catalogue.selection_store import SelectionStore
+from chat.tools import DocumentationIndex, default_paths
 from core.db import create_engine, session_factory
 from core.secrets import SecretBox, secret_box
 from core.settings import Settings
@@ -28,7 +30,7 @@ __all__ = ["Deps", "build_deps"]
 @dataclass
 class Deps:
     settings: Settings
-    redis: Redis
+    redis: ArqRedis
     publisher: Publisher
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
@@ -40,6 +42,13 @@ class Deps:
     secrets: SecretBox  # decrypts registered self-hosted models' API tokens
     circuits: Circuits = field(default_factory=Circuits)
     entitlements: Entitlements = field(default_factory=Entitlements)
+    _documentation: asyncio.Task[DocumentationIndex] | None = None
+
+    async def documentation(self) -> DocumentationIndex:
+        """The full-text index of the documentation (`documentation_search`), built once, on first use."""
+        if self._documentation is None:
+            self._documentation = asyncio.ensure_future(DocumentationIndex.build(default_paths(self.settings)))
+        return await asyncio.shield(self._documentation)
 
     @property
     def gate(self) -> Gate:
@@ -51,7 +60,7 @@ class Deps:
         await self.engine.dispose()
 
 
-def build_deps(settings: Settings, redis: Redis, *, providers: Providers | None = None) -> Deps:
+def build_deps(settings: Settings, redis: ArqRedis, *, providers: Providers | None = None) -> Deps:
     """`providers` replaces the clients built from the settings (tests point real SDK clients at local
     servers this way)."""
     engine = create_engine(settings, concurrency=settings.worker_max_jobs)  # pool sized for its jobs

@@ -8,14 +8,20 @@ error reaches the user as a text with GitLab's error code (`core.errors.user_fac
 A job may run more than once (a retry, or another worker taking over from one that died): the final
 message is guarded in Redis, so a second run after the final is a no-op, and a run that restarts a stream
 restarts its chunks at 1.
+
+A request stopped by `aiActionCancel` (`worker.cancel`): a job that starts (or retries) after the cancel
+runs no model and ends with an empty cancelled final; a running one stops its model call when the cancel
+reaches this process's listener (`ctx["cancellations"]`; absent in inline execution).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from arq import Retry
@@ -23,9 +29,11 @@ from arq import Retry
 from core.actions import ActionRecord
 from core.errors import ProviderError, user_facing_text
 from core.logs import EXPANDED_FLAG, expanded, expanded_logging
-from core.metrics import record_completion, record_refusal
+from core.metrics import Failure, record_completion, record_failure, record_refusal
+from core.redis import record_owner
+from worker.cancel import Cancellations, job_start, record_cancelled
 from worker.deps import Deps, build_deps
-from worker.pipeline import execute, publish_failure
+from worker.pipeline import execute, publish_cancelled, publish_failure
 
 __all__ = ["InlineRunner", "run_action", "run_inline", "MAX_TRIES", "MAX_RETRY_DELAY_S", "retry_delay"]
 
@@ -52,15 +60,29 @@ async def run_action(ctx: dict[str, Any], record_json: str) -> str:
     deps: Deps = ctx["deps"]
     record = ActionRecord.model_validate_json(record_json)
     job_try: int = ctx.get("job_try", 1)
-    if job_try > 1 and await deps.publisher.has_final(record.request_id):  # a first run has no final yet
-        return "done before"
+    async with _watch(ctx.get("cancellations"), record.request_id) as stop:
+        start = await job_start(deps.redis, record.request_id)  # after the watch: no cancel falls in between
+        if start.final_published:  # another run ended the request
+            return "done before"
+        if start.cancel_requested:  # cancelled while queued, or before this retry: no model call
+            if not await publish_cancelled(deps, record, ""):
+                return "done before"
+            record_cancelled(record.request_id, record.feature, "queued", 0)
+            return "cancelled"
+        return await _run(deps, record, job_try, stop)
+
+
+def _watch(cancellations: Cancellations | None, request_id: str) -> AbstractAsyncContextManager[asyncio.Event | None]:
+    return cancellations.watch(request_id) if cancellations is not None else contextlib.nullcontext(None)
+
+
+async def _run(deps: Deps, record: ActionRecord, job_try: int, stop: asyncio.Event | None) -> str:
     if job_try > MAX_TRIES:
-        await publish_failure(deps, record, user_facing_text(None))
-        _ended(record, ok=False)
+        await _failed(deps, record, None, job_try - 1)
         return "gave up"
     try:
         with expanded_logging(record.flags.get(EXPANDED_FLAG, False)):
-            outcome = await execute(deps, record, attempt=job_try - 1)
+            outcome = await execute(deps, record, attempt=job_try - 1, stop=stop)
     except asyncio.CancelledError:
         raise
     except ProviderError as exc:
@@ -73,19 +95,33 @@ async def run_action(ctx: dict[str, Any], record_json: str) -> str:
             "request_id": record.request_id, "feature": record.feature, "try": job_try, "error": type(exc).__name__,
             "provider": exc.provider, "status": exc.status, "detail": exc.loggable_detail,
             **expanded(record.flags.get(EXPANDED_FLAG, False), provider_detail=exc.detail)})
-        await publish_failure(deps, record, user_facing_text(exc))
-        _ended(record, ok=False)
+        await _failed(deps, record, exc, job_try)
         return "failed"
     except Exception as exc:  # anything else ends the request with a user-facing error, never a raw one
         log.exception("completion failed", extra={"request_id": record.request_id})
-        await publish_failure(deps, record, user_facing_text(exc))
-        _ended(record, ok=False)
+        await _failed(deps, record, exc, job_try)
         return "failed"
     if outcome == "refused":  # an answer, but no completion: the SLI does not count it
         record_refusal(record.feature)
     elif outcome == "answered":
         _ended(record, ok=True)
     return outcome
+
+
+async def _failed(deps: Deps, record: ActionRecord, exc: Exception | None, tries: int) -> None:
+    """End the request with its user-facing error, count it, and keep it with its reason for `/admin`
+    (`core.metrics.record_failure`). No `exc`: every try of the job ended without a result (workers died
+    mid-job)."""
+    text = user_facing_text(exc)
+    await publish_failure(deps, record, text)
+    _ended(record, ok=False)
+    provider = exc if isinstance(exc, ProviderError) else None
+    await record_failure(deps.redis, Failure(
+        at=time.time(), request_id=record.request_id, feature=record.feature, error=text,
+        error_class=type(exc).__name__ if exc is not None else "TriesExhausted",
+        model=provider.model if provider is not None else None, status=provider.status if provider is not None else None,
+        tries=tries,
+    ))
 
 
 def _ended(record: ActionRecord, *, ok: bool) -> None:
@@ -116,6 +152,9 @@ class InlineRunner:
         self._ctx: dict[str, Any] = {}
 
     async def __call__(self, redis: Any, record_json: str) -> str:
+        """Run the action; no cancel stops it midway (the caller has no request id yet), but its owner is
+        recorded, so that a cancel afterwards finds a finished request."""
+        await record_owner(redis, ActionRecord.model_validate_json(record_json))
         return await run_inline(self._ctx, self._settings, redis, record_json)
 
     async def close(self) -> None:

@@ -1,17 +1,13 @@
-"""Running one AI action: re-check access, render the prompt, call the model, stream chunks, publish exactly
-one final message.
+"""Running one AI action: re-check access, pick the model, answer (`worker.agent`; chat turns are prepared
+by `worker.conversation`), publish exactly one final message.
 
-The model comes from `catalogue.selection.resolve_model`; when it fails before its first chunk, the feature's fallback model
-is tried in the same run. Each call is guarded by its model's circuit breaker and bounded by the call's
-timeout (the feature's, unless the prompt or `SWITCHBOARD_LLM_TIMEOUT_S` says otherwise), counted from the
-start and again after every chunk, so a long answer that keeps streaming is never cut. No arq and no retry
-policy here: errors propagate to `worker.jobs`, which decides.
+The model comes from `catalogue.selection.resolve_model`; when it fails before its first chunk, the
+feature's fallback model is tried in the same run. No arq and no retry policy here: errors propagate to
+`worker.jobs`, which decides.
 
-Redis may go away mid-request. Chunks are best effort: after a chunk could not be published, the call
-publishes no more chunks (so the chunk ids a subscriber saw stay contiguous) and streams on. The final
-message is kept and its publication retried with backoff until Redis answers, for up to
-`FINAL_PUBLISH_PATIENCE_S`; its exactly-once guard makes a retry of a publish that did go out harmless.
-Token usage is recorded alongside the final message and never fails the request.
+Redis may go away mid-request: the final message is kept and its publication retried with backoff until
+Redis answers, for up to `FINAL_PUBLISH_PATIENCE_S`; its exactly-once guard makes a retry of a publish that
+did go out harmless. Token usage is recorded alongside the final message and never fails the request.
 """
 
 from __future__ import annotations
@@ -20,129 +16,100 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import aclosing
-from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
-from catalogue import Feature, ModelDefinition, Prompt, get_feature
+from catalogue import Feature, get_feature
 from catalogue.selection import models_to_call, resolve_model
+from chat import conversations
 from core.actions import ActionRecord
-from core.errors import (
-    AI_NOT_PERMITTED,
-    ProviderError,
-    ProviderRejected,
-    ProviderTimeout,
-)
-from core.logs import expanded
-from core.metrics import (
-    FIRST_CHUNK_SECONDS,
-    INPUT_TOKENS,
-    OUTPUT_TOKENS,
-    record_provider_request,
-)
+from core.errors import AGENT_STEP_LIMIT, AI_NOT_PERMITTED
+from core.metrics import INPUT_TOKENS, OUTPUT_TOKENS
 from core.redis import REDIS_UNAVAILABLE
-from subscriptions import history
-from subscriptions.messages import AiMessage, RequestRoutes
+from subscriptions.messages import AiMessage
+from worker.agent import Answer, answer, routes_of
+from worker.cancel import RequestCancelled, record_cancelled, until_cancelled
+from worker.conversation import categorize_later, categorizer_of, chat_turn, record_category
 from worker.deps import Deps
-from worker.llm import Completion, Message, Usage
+from worker.llm import Usage
 from worker.prompt_variables import prompt_variables
-from worker.usage import estimated_usage, record_usage
+from worker.usage import record_usage
 
-__all__ = ["execute", "publish_failure", "user_text", "build_completion", "Outcome", "FINAL_PUBLISH_PATIENCE_S"]
+__all__ = ["execute", "publish_failure", "publish_cancelled", "Outcome", "FINAL_PUBLISH_PATIENCE_S"]
 
 log = logging.getLogger(__name__)
 
-_DEFAULT_MAX_TOKENS = 2048
 # How long a finished request waits for Redis to come back to publish its final message.
 FINAL_PUBLISH_PATIENCE_S = 120.0
 
-# How a request ended: its answer went out, access was refused (an answer, not a completion), or another
-# run of the job had published its final already.
-Outcome = Literal["answered", "refused", "answered before"]
+# How a request ended: its answer went out, access was refused (an answer, not a completion), the user
+# stopped it (`aiActionCancel`), or another run of the job had published its final already.
+Outcome = Literal["answered", "refused", "cancelled", "answered before"]
 _T = TypeVar("_T")
 
 
-def user_text(feature: Feature, record: ActionRecord) -> str:
-    if feature.user_text_field is None:
-        return feature.humanized
-    return str(record.inputs.get(feature.user_text_field, ""))
-
-
-def _routes(record: ActionRecord, feature: Feature) -> RequestRoutes:
-    return RequestRoutes(record.user_id, record.resource, feature.ai_action, record.client_subscription_id)
-
-
-def build_completion(
-    deps: Deps, feature: Feature, record: ActionRecord, model: ModelDefinition, prompt: Prompt,
-    variables: dict[str, object], *, attempt: int = 0,
-) -> Completion:
-    """The call for `model`: the prompt rendered, the model's parameters overridden by the prompt's."""
-    params = model.params.merged(prompt.definition.model.params)
-    timeout = deps.settings.llm_timeout_s or prompt.definition.params.timeout or feature.timeout_s
-    return Completion(
-        messages=tuple(Message(role, text) for role, text in prompt.render(variables)),
-        model=model.provider_model,
-        max_tokens=params.max_tokens or _DEFAULT_MAX_TOKENS,
-        temperature=params.temperature,
-        top_p=params.top_p,
-        top_k=params.top_k,
-        stop=prompt.definition.params.stop or params.stop or (),
-        timeout_s=timeout,
-        user_text=user_text(feature, record),
-        turn=attempt,
-        endpoint=getattr(model, "base_url", None),
-        api_key=getattr(model, "api_key", None),
-        served_name=getattr(model, "served_name", False),
-    )
-
-
-@dataclass
-class _Call:
-    """One model call of a request, as it goes."""
-
-    model: ModelDefinition
-    parts: list[str] = field(default_factory=list)
-    usage: Usage | None = None
-    started: float = field(default_factory=time.perf_counter)
-    first_chunk_s: float | None = None
-
-
-async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0) -> Outcome:
+async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0, stop: asyncio.Event | None = None) -> Outcome:
+    """Run the request; when `stop` is set (`worker.cancel`), the model call stops and the final message
+    carries what was streamed so far, marked cancelled."""
     feature = get_feature(record.feature)
     verdict = await deps.gate.recheck(deps.sessions, record)
     choice = resolve_model(
         deps.catalogue, feature.feature_setting, selection=await deps.selection.get(), namespace_paths=verdict.namespace_paths,
         flags=record.flags, default_model=deps.settings.default_model, secrets=deps.secrets,
     ) if verdict else None
-    if choice is None or choice.model is None:  # refused, or the feature's provider is disabled by the admin
+    if choice is None or choice.model is None or verdict.principal is None:  # refused, or the feature's provider is disabled by the admin
         refusal = AiMessage(record.request_id, "assistant", errors=(AI_NOT_PERMITTED,))
         return "refused" if await _publish_final(deps, record, feature, refusal) else "answered before"
     variables = await prompt_variables(deps.sessions, feature, record)
     models = models_to_call(deps.catalogue, feature, choice, mock=deps.settings.use_mock_model)
-    call = await _answer(deps, feature, record, models, variables, attempt)
-    content = "".join(call.parts)
-    answer = AiMessage(
+    state = Answer()
+    if feature.agent:
+        turn = await chat_turn(deps, feature, record, verdict.principal, models, variables)
+        if turn.reply is not None:  # a command answered without the model
+            reply = AiMessage(record.request_id, "assistant", content=turn.reply,
+                              content_html=deps.markdown.render(turn.reply), thread_id=record.thread_id)
+            return "answered" if await _publish_final(deps, record, feature, reply, save=turn.save_reply) else "answered before"
+        answering = answer(deps, feature, record, models, turn.variables, state, attempt=attempt, history=turn.history,
+                           toolbox=turn.toolbox)
+    else:
+        answering = answer(deps, feature, record, models, variables, state, attempt=attempt)
+    try:
+        await until_cancelled(stop, answering)
+    except RequestCancelled:
+        if not await publish_cancelled(deps, record, state.content, state.extras(),
+                                       model=state.model.identifier if state.model else None):
+            return "answered before"
+        record_cancelled(record.request_id, feature.key, "running", len(state.parts))
+        return "cancelled"
+    content = state.content
+    answer_message = AiMessage(
         record.request_id,
         "assistant",
         content=content,
         content_html=deps.markdown.render(content),
+        errors=(AGENT_STEP_LIMIT,) if state.exhausted else (),
+        extras=state.extras() or None,
         thread_id=record.thread_id,
     )
-    usage = call.usage or Usage(0, 0, estimated=True)
-    published = await _publish_answer(deps, record, feature, answer, call.model.identifier, usage,
+    model = state.model or models[0]
+    usage = state.usage
+    published = await _publish_answer(deps, record, feature, answer_message, model.identifier, usage,
                                       selected=choice.model.identifier)
-    INPUT_TOKENS.labels(feature.key, call.model.identifier).inc(usage.input_tokens)
-    OUTPUT_TOKENS.labels(feature.key, call.model.identifier).inc(usage.output_tokens)
+    INPUT_TOKENS.labels(feature.key, model.identifier).inc(usage.input_tokens)
+    OUTPUT_TOKENS.labels(feature.key, model.identifier).inc(usage.output_tokens)
     if not published:
         return "answered before"
     log.info(
         "completion_service_performed",
-        extra={"request_id": record.request_id, "feature": feature.key, "model": call.model.identifier,
+        extra={"request_id": record.request_id, "feature": feature.key, "model": model.identifier,
                "selected_model": choice.model.identifier, "selected_by": choice.source,
-               "stale_choices": list(choice.stale), "provider": call.model.provider, "duration_s": round(time.perf_counter() - call.started, 4),
-               "first_chunk_s": call.first_chunk_s, "input_tokens": usage.input_tokens,
-               "output_tokens": usage.output_tokens, "tokens_estimated": usage.estimated},
+               "stale_choices": list(choice.stale), "provider": model.provider, "duration_s": round(time.perf_counter() - state.started, 4),
+               "first_chunk_s": state.first_chunk_s, "input_tokens": usage.input_tokens, "steps": state.steps,
+               "tool_calls": len(state.tool_calls), "output_tokens": usage.output_tokens, "tokens_estimated": usage.estimated},
     )
+    if feature.counts_categories:
+        record_category(content)
+    if (categorizer := categorizer_of(feature)) is not None:
+        await categorize_later(deps, record, categorizer)
     return "answered"
 
 
@@ -158,82 +125,8 @@ async def _publish_answer(
         except Exception as exc:
             log.warning("usage_not_recorded", extra={"request_id": answer.request_id, "error": type(exc).__name__})
 
-    published, _ = await asyncio.gather(_publish_final(deps, record, feature, answer), recorded())
+    published, _ = await asyncio.gather(_publish_final(deps, record, feature, answer, model=model), recorded())
     return published
-
-
-async def _answer(
-    deps: Deps, feature: Feature, record: ActionRecord, models: list[ModelDefinition],
-    variables: dict[str, object], attempt: int,
-) -> _Call:
-    """Stream from the first model that answers; a later model is tried only while nothing was streamed.
-    When all fail, the first model's error propagates (its retry-after decides the backoff)."""
-    first_error: ProviderError | None = None
-    for index, model in enumerate(models):
-        call = _Call(model)
-        try:
-            await _stream(deps, feature, record, call, variables, attempt)
-            return call
-        except ProviderError as exc:
-            if call.parts:
-                raise
-            first_error = first_error or exc
-            if index + 1 < len(models):
-                log.info("falling back", extra={"request_id": record.request_id, "feature": feature.key,
-                                                "model": model.identifier, "fallback": models[index + 1].identifier})
-    raise first_error or ProviderRejected("none", None, "no model to try")
-
-
-async def _stream(
-    deps: Deps, feature: Feature, record: ActionRecord, call: _Call, variables: dict[str, object], attempt: int
-) -> None:
-    model = call.model
-    prompt = deps.catalogue.prompts.get(feature.prompt, model.family, feature.prompt_version)
-    completion = build_completion(deps, feature, record, model, prompt, variables, attempt=attempt)
-    client = deps.providers.client_for(model)
-    chunk_routes = _routes(record, feature).chunks()
-    context = {"request_id": record.request_id, "feature": feature.key, "model": model.identifier,
-               "provider": model.provider, "prompt": prompt.location, "try": attempt + 1}
-    log.info("performing_request", extra={**context, **expanded(
-        user_input=completion.user_text, prompt=completion.messages)})  # dataclasses: JSON objects
-    loop = asyncio.get_running_loop()
-    chunks_lost = False
-    try:
-        with deps.circuits.for_model(model.identifier, model.provider).guard():
-            try:
-                async with asyncio.timeout(completion.timeout_s) as deadline, aclosing(client.stream(completion)) as events:
-                    async for event in events:
-                        if isinstance(event, Usage):
-                            call.usage = event
-                            continue
-                        call.parts.append(event)
-                        if call.first_chunk_s is None:
-                            call.first_chunk_s = round(time.perf_counter() - call.started, 4)
-                            FIRST_CHUNK_SECONDS.labels(feature.key).observe(call.first_chunk_s)
-                        if chunk_routes and not chunks_lost:
-                            chunk = AiMessage(record.request_id, "assistant", content=event, chunk_id=len(call.parts),
-                                              thread_id=record.thread_id)
-                            try:
-                                await deps.publisher.publish(chunk, chunk_routes)
-                            except REDIS_UNAVAILABLE as exc:  # the final message carries the whole answer
-                                chunks_lost = True
-                                log.warning("chunks_not_published", extra={**context, "error": type(exc).__name__,
-                                                                           "chunks": len(call.parts)})
-                        deadline.reschedule(loop.time() + completion.timeout_s)
-            except TimeoutError as exc:
-                raise ProviderTimeout(model.provider, f"no chunk within {completion.timeout_s} s") from exc
-    except ProviderError as exc:
-        record_provider_request(model.provider, model.identifier, type(exc).__name__, time.perf_counter() - call.started)
-        log.warning("error_response_received", extra={**context, "error": type(exc).__name__, "status": exc.status,
-                                                        "detail": exc.loggable_detail, "chunks": len(call.parts),
-                                                        **expanded(provider_detail=exc.detail)})
-        raise
-    call.usage = call.usage or estimated_usage(completion, "".join(call.parts))
-    duration_s = time.perf_counter() - call.started
-    record_provider_request(model.provider, model.identifier, "success", duration_s)
-    log.info("response_received", extra={**context, "duration_s": round(duration_s, 4),
-                                          "first_chunk_s": call.first_chunk_s, "chunks": len(call.parts),
-                                          **expanded(response="".join(call.parts))})
 
 
 async def publish_failure(deps: Deps, record: ActionRecord, text: str) -> None:
@@ -242,18 +135,38 @@ async def publish_failure(deps: Deps, record: ActionRecord, text: str) -> None:
     await _publish_final(deps, record, feature, AiMessage(record.request_id, "assistant", errors=(text,), thread_id=record.thread_id))
 
 
-async def _publish_final(deps: Deps, record: ActionRecord, feature: Feature, message: AiMessage) -> bool:
+async def publish_cancelled(
+    deps: Deps, record: ActionRecord, content: str, extras: dict[str, object] | None = None, *, model: str | None = None
+) -> bool:
+    """End a stopped request with what was streamed so far, marked `extras.cancelled` (no-op, False, when
+    its final message is out already)."""
+    feature = get_feature(record.feature)
+    message = AiMessage(record.request_id, "assistant", content=content,
+                        content_html=deps.markdown.render(content) if content else None,
+                        extras={**(extras or {}), "cancelled": True}, thread_id=record.thread_id)
+    return await _publish_final(deps, record, feature, message, model=model)
+
+
+async def _publish_final(
+    deps: Deps, record: ActionRecord, feature: Feature, message: AiMessage, *, model: str | None = None,
+    save: bool = True,
+) -> bool:
     """Publish the request's final message, waiting for Redis when it is away; False when another run of
-    the job had published it."""
-    routes = _routes(record, feature).final()
+    the job had published it. Chat and `cache_response` answers are saved in the database first, with
+    `model`, the identifier of the model that answered (None: no model answered), unless `save` is False
+    (the answers of /reset, /clear and /new): a client that reads the thread when the final arrives finds
+    it there, and a run that dies between the two saves nothing twice (the save is idempotent)."""
+    routes = routes_of(record, feature).final()
     if not routes:  # an internal feature without resource or chat route (categorize_question): nobody listens
         return True
+    if save and (feature.ai_action is not None or feature.cache_response):
+        try:
+            await conversations.save_answer(deps.sessions, record.user_id, conversations.thread_pk(record.thread_id),
+                                            message, model)
+        except Exception as exc:  # the answer must still go out; a history without it is better than an error
+            log.warning("answer_not_saved", extra={"request_id": record.request_id, "error": type(exc).__name__})
     cursor = await _once_redis_answers(lambda: deps.publisher.publish(message, routes, final=True), record)
-    if cursor is None:
-        return False
-    if feature.cache_response:
-        await _once_redis_answers(lambda: history.append(deps.redis, record.user_id, message), record)
-    return True
+    return cursor is not None
 
 
 async def _once_redis_answers(operation: Callable[[], Awaitable[_T]], record: ActionRecord) -> _T:

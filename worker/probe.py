@@ -17,7 +17,7 @@ from catalogue import CHECK_PROMPT, FEATURES, Catalogue, ModelDefinition, get_ca
 from catalogue.selection import models_to_call, resolve_model
 from core.errors import ProviderError, ProviderTimeout
 from core.settings import Settings
-from worker.llm import Completion, Message, Providers, Usage, build_providers
+from worker.llm import Completion, Message, Providers, build_providers
 
 __all__ = ["ProbeResult", "probe_models"]
 
@@ -70,7 +70,7 @@ async def _probe(providers: Providers, catalogue: Catalogue, model: ModelDefinit
     try:
         async with asyncio.timeout(timeout), aclosing(providers.client_for(model).stream(completion)) as events:
             async for event in events:
-                if not isinstance(event, Usage):
+                if isinstance(event, str):
                     text += event
     except TimeoutError:
         return "failed", str(ProviderTimeout(model.provider, f"no answer within {timeout} s"))

@@ -12,6 +12,8 @@
   guarded in Redis (`subscriptions.streams.Publisher`), so a job that got its final out is not answered twice.
 - **Redis outages.** A lost connection during a poll is logged and retried with backoff; the worker keeps
   running and resumes by itself when Redis is back.
+- **Cancels** (`worker.cancel`): one pub/sub connection per process, started with the worker, tells its
+  running jobs that `aiActionCancel` stopped them.
 - **Monitoring** (`worker.monitor`): Prometheus `/metrics` on its own port, queue sampling, the per-minute
   counters of `/admin`, a heartbeat in `keys.WORKERS`, and arq's health-check key (`switchboard worker --check`).
 """
@@ -23,20 +25,23 @@ import logging
 from collections.abc import Awaitable
 from typing import Any, cast
 
-from arq import Worker, func
+from arq import Worker, cron, func
 from arq.constants import in_progress_key_prefix
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from chat.conversations import delete_expired
 from core import keys
 from core.metrics import JOBS_HANDED_BACK, JOBS_IN_FLIGHT
 from core.redis import SOCKET_TIMEOUT_S, connect, redis_url
 from core.settings import Settings
+from core.tables import utcnow
+from worker.cancel import Cancellations
 from worker.deps import build_deps
 from worker.jobs import MAX_TRIES, run_action
 from worker.monitor import HEALTH_CHECK_INTERVAL_S, Monitor
 
-__all__ = ["SwitchboardWorker", "build_worker"]
+__all__ = ["SwitchboardWorker", "build_worker", "expire_chat_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +78,11 @@ class SwitchboardWorker(Worker):
             log.warning("worker lost Redis (%s); retrying in %.1f s", exc, self._redis_backoff_s)
             await asyncio.sleep(self._redis_backoff_s)
             self._redis_backoff_s = min(self._redis_backoff_s * 2, 5.0)
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            # The stop's cancellation of the main task was swallowed during the poll (seen when SIGTERM comes
+            # at a Redis command's reply: the worker then polled on forever): honour it now.
+            raise asyncio.CancelledError()
 
     async def _poll_and_wait(self) -> None:
         """arq's poll, repeated each time an enqueue wakes us, until `poll_delay` has passed."""
@@ -139,14 +149,29 @@ class SwitchboardWorker(Worker):
                 log.exception("could not renew job leases")
 
 
+async def expire_chat_threads(ctx: dict[str, Any]) -> int:
+    """The hourly cron job: delete chat threads not updated for `SWITCHBOARD_CHAT_THREAD_EXPIRY_DAYS`. arq
+    enqueues it once per run time whatever the number of workers; a second run would delete nothing."""
+    deps = ctx["deps"]
+    deleted = await delete_expired(deps.sessions, deps.settings.chat_thread_expiry_days, utcnow())
+    log.info("chat_threads_expired", extra={"threads": deleted})
+    return deleted
+
+
 async def _startup(ctx: dict[str, Any]) -> None:
     ctx["deps"] = build_deps(ctx["settings"], ctx["redis"])
+    cancellations = Cancellations(ctx["redis"])
+    await cancellations.start()
+    ctx["cancellations"] = cancellations
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
     worker: SwitchboardWorker | None = ctx.get("worker")
     if worker is not None:
         await worker.monitor.stopped()
+    cancellations: Cancellations | None = ctx.pop("cancellations", None)
+    if cancellations is not None:
+        await cancellations.close()
     deps = ctx.get("deps")
     if deps is not None:
         await deps.close()
@@ -158,6 +183,7 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
     url = redis_url(settings.redis_url, settings.data_dir)
     options: dict[str, Any] = dict(
         functions=[func(run_action, name=keys.JOB_NAME, timeout=settings.job_timeout_s, max_tries=MAX_TRIES + 1)],
+        cron_jobs=[cron(expire_chat_threads, minute=17, timeout=300)],
         queue_name=keys.QUEUE,
         # the idle worker's BLPOP on the wake-up list blocks for up to `poll_delay_s` on this pool
         redis_pool=connect(url, max_connections=settings.redis_max_connections,

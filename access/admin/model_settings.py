@@ -37,6 +37,7 @@ __all__ = [
     "create_self_hosted_model",
     "delete_self_hosted_model",
     "incompatible",
+    "not_found",
     "update_instance_setting",
     "update_namespace_setting",
     "update_self_hosted_model",
@@ -48,6 +49,11 @@ NOT_ENABLED = "Model selection is not enabled."
 NOT_FOUND = "Model reference not found in definitions"
 DEFAULT_REQUIRED = "Default model can't be blank"
 DEFAULT_NOT_AVAILABLE = "Default model must be one of the available models"
+
+
+def not_found(ref: str, valid: Sequence[str]) -> str:
+    """GitLab's text, then the unknown reference and the ones that would do (a typo is then one look away)."""
+    return f"{NOT_FOUND}: {ref!r}. Valid references: {', '.join(valid) or 'none'}"
 
 
 def incompatible(ref: str, feature: str) -> str:
@@ -85,9 +91,10 @@ async def update_instance_setting(
     if provider == "disabled":
         refs, default = [], None
     errors = []
+    valid = [*dict.fromkeys([*setting.selectable_models, *setting.beta_models]), *selection.self_hosted]
     for ref in refs:
         if model_name(catalogue, selection, ref) is None:
-            errors.append(NOT_FOUND)
+            errors.append(not_found(ref, valid))
         elif not ref.startswith(SELF_HOSTED_PREFIX) and ref not in (*setting.selectable_models, *setting.beta_models):
             errors.append(incompatible(ref, feature))
     if provider != "disabled":
@@ -118,9 +125,9 @@ async def update_namespace_setting(
     selection = await load_selection(session)
     ref = (ref or "").strip() or None
     if ref is not None:
-        if model_name(catalogue, selection, ref) is None:
-            return [NOT_FOUND]
         offered = levels(catalogue, selection, feature, group.ancestor_paths)[-1].offered
+        if model_name(catalogue, selection, ref) is None:
+            return [not_found(ref, offered)]
         if ref not in offered:
             return [incompatible(ref, feature)]
     where = (NamespaceFeatureSetting.namespace_id == group.id, NamespaceFeatureSetting.feature == feature)

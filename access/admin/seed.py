@@ -8,13 +8,15 @@ Rows are found by their natural keys (username, full path, ...); a missing one i
 ID (the next free one if that is taken), so an empty database gets the same IDs every time, on SQLite and
 PostgreSQL alike, whatever its sequences went through; PostgreSQL's sequences are then moved past them.
 On a seeded database nothing new is created and IDs are kept (settings left as an operator changed them);
-only fresh tokens are issued (earlier ones stay valid). Seeding again in the other mode adds that mode's
+only fresh tokens are issued (earlier ones stay valid), except those the caller hands back through `reuse`
+while they are still valid (`switchboard run` keeps its demo tokens across runs). Seeding again in the other mode adds that mode's
 purchases. Like `access.admin.accounts`, `seed` flushes but does not commit: the caller owns the transaction.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from sqlalchemy import select, text
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from access.admin.accounts import DEFAULT_SCOPES, create_token
 from access.entitlement import Mode
+from access.tokens import hash_token, principals_by_digest
 from core.ids import GlobalID
 from core.tables import (
     AccessLevel,
@@ -112,8 +115,11 @@ _SEATS = (("alice", "duo_enterprise"), ("bob", "duo_pro"))
 _SEAT_COUNT = 10
 
 
-async def seed(session: AsyncSession, *, mode: Mode = "self_managed") -> dict[str, Any]:
-    """Create what is missing of the demo data, issue fresh tokens, and return SPEC §11's document."""
+async def seed(session: AsyncSession, *, mode: Mode = "self_managed", reuse: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Create what is missing of the demo data, issue fresh tokens, and return SPEC §11's document.
+
+    `reuse` maps usernames to tokens issued earlier: each one that is still valid (not revoked, not expired,
+    that user's, with the demo scopes) is handed out again instead of a new one."""
     users = {
         username: await _ensure(session, User, id=number, username=username, name=name, admin=admin)
         for number, username, name, admin in _USERS
@@ -148,8 +154,10 @@ async def seed(session: AsyncSession, *, mode: Mode = "self_managed") -> dict[st
     merge_request, epic, vulnerability = await _other_resources(session, top, project, users)
     await _duo(session, mode, top, users)
     await _advance_sequences(session)
-    tokens = {name: await create_token(session, name, scopes=DEFAULT_SCOPES, name="seed") for name in users}
-    logger.info("seeded demo data (%s); issued %d tokens", mode, len(tokens))
+    tokens = await _still_valid(session, {name: t for name, t in (reuse or {}).items() if name in users})
+    issued = [name for name in users if name not in tokens]
+    tokens |= {name: await create_token(session, name, scopes=DEFAULT_SCOPES, name="seed") for name in issued}
+    logger.info("seeded demo data (%s); issued %d tokens, reused %d", mode, len(issued), len(users) - len(issued))
     return {
         "users": {
             name: {"id": user.id, "gid": str(GlobalID("User", user.id)), "token": tokens[name]}
@@ -165,6 +173,17 @@ async def seed(session: AsyncSession, *, mode: Mode = "self_managed") -> dict[st
             "vulnerability": str(GlobalID("Vulnerability", vulnerability.id)),
         },
     }
+
+
+async def _still_valid(session: AsyncSession, reuse: Mapping[str, str]) -> dict[str, str]:
+    """The tokens of `reuse` that still open their user's account with the demo scopes."""
+    principals = await principals_by_digest(session, [hash_token(token) for token in reuse.values()])
+    kept = {}
+    for name, token in reuse.items():
+        principal = principals.get(hash_token(token))
+        if principal is not None and principal.username == name and principal.scopes >= set(DEFAULT_SCOPES):
+            kept[name] = token
+    return kept
 
 
 async def _issues(session: AsyncSession, project: Project, users: dict[str, User]) -> tuple[Issue, Issue]:

@@ -1,6 +1,8 @@
 """The GraphQL context and the view that builds it (HTTP and both websocket protocols).
 
-A token that is presented and invalid gets HTTP 401 with GitLab's body; no token is an anonymous caller. A
+A token that is presented and invalid (unknown, revoked, expired) gets HTTP 401 with GitLab's body
+`{"message": "401 Unauthorized"}` plus a GraphQL `errors` entry saying why in `extensions.reason`
+(`invalid_token`), which GraphQL clients read; no token is an anonymous caller. A
 websocket without a valid token is closed with 4403 at `connection_init`, and so later is one whose token
 stops being valid (`api.graphql.websockets`)."""
 
@@ -25,12 +27,16 @@ from strawberry.types.unset import UNSET
 from access.tokens import Principal, auth_failed, hash_token
 from api.auth import principal_for_digest, token_from_headers, token_from_params
 from api.graphql.websockets import WS_FORBIDDEN, LegacyWSHandler, OpenSockets, TransportWSHandler
+from api.pages.graphiql import graphiql_page
 from api.services import Services
 from core.settings import Settings
 
 __all__ = ["Context", "SwitchboardGraphQL"]
 
-_UNAUTHORIZED = {"message": "401 Unauthorized"}  # GitLab's body
+_UNAUTHORIZED = {  # GitLab's body, and the same in GraphQL's error shape with the reason
+    "message": "401 Unauthorized",
+    "errors": [{"message": "401 Unauthorized", "extensions": {"reason": "invalid_token"}}],
+}
 
 
 class _InvalidToken(Exception):
@@ -121,6 +127,10 @@ class SwitchboardGraphQL(GraphQL[Context, None]):
             return None  # nobody is left to answer
         await response(scope, receive, send)
         return None
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # GraphiQL from this process's own files (`api.pages.graphiql`), not strawberry's CDN page
+        return graphiql_page()
 
     @cached_property
     def open_sockets(self) -> OpenSockets:

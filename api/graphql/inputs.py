@@ -37,6 +37,7 @@ MAX_ADDITIONAL_CONTEXT_ITEMS = 100
 @strawberry.enum(name="AiConversationsThreadsConversationType", description="Conversation type of the thread.")
 class AiConversationsThreadsConversationType(Enum):
     DUO_CHAT = "duo_chat"
+    DUO_CHAT_LEGACY = "duo_chat_legacy"
     DUO_CODE_REVIEW = "duo_code_review"
     DUO_QUICK_CHAT = "duo_quick_chat"
 

@@ -1,12 +1,23 @@
-"""`aiAction`: authorize, validate and enqueue exactly one job per accepted request (SPEC §5.1)."""
+"""`aiAction`: authorize, validate and enqueue exactly one job per accepted request (SPEC §5.1).
+
+A refused entitlement (check 6) answers as GitLab does, `errors: ["AI features are not enabled or resource
+is not permitted to be sent."]` in the payload, and says why beside it, in the response's top-level
+`extensions` (GraphQL's place for what the schema does not type), one entry per refused field:
+`{"extensions": {"refusals": [{"path": ["aiAction"], "message": "AI features ...", "reason": "no_seat"}]}}`
+with a reason of `access.entitlement.Refusal` (`no_seat`, `duo_disabled`, `experiments_disabled`,
+`not_on_self_managed`). GitLab clients read `errors` and are unaffected; a person in GraphiQL sees why.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
 import strawberry
+from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
 from access.checks import check_rate_limit
@@ -14,9 +25,11 @@ from api.auth import AI_ACTION_SCOPES, require_scopes
 from api.graphql.context import Context
 from api.graphql.inputs import AiActionInputs, build_action_input, field_value
 from catalogue import Feature
+from chat import conversations
 from core.actions import ActionRecord
 from core.errors import (
     AI_NOT_PERMITTED,
+    AccessDenied,
     InvalidInput,
     ServiceUnavailable,
 )
@@ -24,11 +37,10 @@ from core.ids import GlobalID, new_request_id
 from core.logs import EXPANDED_FLAG, expanded
 from core.metrics import ACTIONS_ENQUEUED
 from core.redis import REDIS_UNAVAILABLE, enqueue_action
-from subscriptions import history
 from subscriptions.messages import AiMessage, RequestRoutes
 from subscriptions.scalars import AiConversationThreadID
 
-__all__ = ["build_mutation", "AiActionPayload"]
+__all__ = ["build_mutation", "AiActionPayload", "Refusals"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +54,31 @@ class AiActionPayload:
     errors: list[str] = strawberry.field(default_factory=list, description="Errors encountered during the mutation.")
     request_id: str | None = strawberry.field(default=None, description="ID of the request.")
     thread_id: AiConversationThreadID | None = None
+
+
+# The refusals of the operation being executed (`Refusals` sets a fresh list per operation; each HTTP
+# request and each websocket operation runs in its own task, so operations never share one).
+_REFUSALS: ContextVar[list[dict[str, object]] | None] = ContextVar("switchboard_refusals", default=None)
+
+
+class Refusals(SchemaExtension):
+    """Reports why `aiAction` refused, in the response's `extensions.refusals` (see the module docstring)."""
+
+    def on_operation(self) -> Iterator[None]:
+        self.refusals: list[dict[str, object]] = []
+        _REFUSALS.set(self.refusals)
+        yield
+
+    def get_results(self) -> dict[str, Any]:
+        refusals = getattr(self, "refusals", None)
+        return {"refusals": refusals} if refusals else {}
+
+
+def _refused(data: Any, path: list[str | int], reason: object) -> AiActionPayload:
+    refusals = _REFUSALS.get()
+    if refusals is not None and reason is not None:
+        refusals.append({"path": path, "message": AI_NOT_PERMITTED, "reason": str(reason)})
+    return AiActionPayload(client_mutation_id=data.client_mutation_id, errors=[AI_NOT_PERMITTED])
 
 
 def _chosen(inputs: AiActionInputs, data: Any) -> tuple[Feature, Any]:
@@ -91,7 +128,7 @@ def _short_text(value: str | None, argument: str) -> str | None:
     return value if value is None else _encodable(value, argument)
 
 
-async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -> AiActionPayload:
+async def _request_action(context: Context, inputs: AiActionInputs, data: Any, path: list[str | int]) -> AiActionPayload:
     principal = require_scopes(context.principal, AI_ACTION_SCOPES)  # 1
     feature, method_input = _chosen(inputs, data)
     services = context.services
@@ -104,7 +141,7 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -
     async with services.sessions() as session:  # no connection is taken until a query runs
         authorization = await services.gate.authorize(session, principal, feature, resource)  # 4, 5, 6
     if not authorization:
-        return AiActionPayload(client_mutation_id=data.client_mutation_id, errors=[AI_NOT_PERMITTED])
+        return _refused(data, path, authorization.reason)
     flags = await services.gate.pushed_flags(principal, authorization.container)
     # Everything below is validated before anything is published or enqueued: once the chat echo is out,
     # only a worker's final message ends the request.
@@ -119,15 +156,20 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -
         resource=str(resource) if resource else None,
         inputs=_validated_fields(feature, method_input),
         client_subscription_id=_short_text(data.client_subscription_id, "clientSubscriptionId"),
-        thread_id=str(thread) if thread else None,
         project_id=str(project) if project else None,
         platform_origin=_short_text(data.platform_origin, "platformOrigin"),
         flags=flags,
     )
+    question: AiMessage | None = None
+    if feature.ai_action is not None or feature.cache_response:
+        try:
+            record, question = await _save_question(services, feature, record, thread, data.conversation_type)
+        except AccessDenied as exc:  # another user's thread, or an unknown (expired) one
+            return AiActionPayload(client_mutation_id=data.client_mutation_id, errors=[exc.message])
     echoed = False
     try:
-        if feature.ai_action is not None:
-            await _echo_user_message(context, feature, record)
+        if feature.ai_action is not None and question is not None:
+            await _echo_user_message(context, feature, record, question)
             echoed = True
         await _dispatch(services, record)
     except Exception as exc:
@@ -141,15 +183,32 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any) -
                            thread_id=AiConversationThreadID(record.thread_id) if record.thread_id else None)
 
 
-async def _echo_user_message(context: Context, feature: Feature, record: ActionRecord) -> None:
-    """Chat: the user's own message is stored and sent to the user's other subscriptions (not to the
+async def _save_question(
+    services: Any, feature: Feature, record: ActionRecord, thread: GlobalID | None, conversation_type: Any
+) -> tuple[ActionRecord, AiMessage]:
+    """Save the user's message in the database before anything is published (SPEC §13.1, §5.3): a chat
+    message joins its thread (resolved, bumped and titled in one statement; AccessDenied(THREAD_NOT_FOUND)
+    for another user's or an unknown thread), a non-chat `cache_response` request is saved without one.
+    `/clear` and `/new` only start a new thread. The record and the message carry the thread's global ID."""
+    text = str(record.inputs.get(feature.user_text_field, "")) if feature.user_text_field else feature.humanized
+    thread_id: int | None = None
+    async with services.sessions() as session, session.begin():
+        if feature.ai_action is not None:
+            thread_id = await conversations.resolve_thread(
+                session, record.user_id, thread_id=thread.id if thread else None,
+                conversation_type=conversation_type.value if conversation_type else None, content=text)
+        gid = conversations.thread_gid(thread_id) if thread_id is not None else None
+        message = AiMessage(record.request_id, "user", content=text, thread_id=gid)
+        if thread_id is None or not conversations.starts_new_thread(text):
+            await conversations.save_user_message(session, record.user_id, thread_id, message, touch=False)
+    return record.model_copy(update={"thread_id": gid}), message
+
+
+async def _echo_user_message(context: Context, feature: Feature, record: ActionRecord, message: AiMessage) -> None:
+    """Chat: the user's own message (saved already) is sent to the user's other subscriptions (not to the
     request's `clientSubscriptionId`), as GitLab's ChatService does."""
-    text = record.inputs.get(feature.user_text_field or "", "")
-    message = AiMessage(record.request_id, "user", content=str(text), thread_id=record.thread_id)
     routes = RequestRoutes(record.user_id, record.resource, feature.ai_action, record.client_subscription_id).echo()
     await context.services.publisher.publish(message, routes)
-    if feature.cache_response:
-        await history.append(context.services.redis, record.user_id, message)
 
 
 async def _end_unqueued(services: Any, feature: Feature, record: ActionRecord) -> None:
@@ -179,7 +238,7 @@ def build_mutation() -> type:
     inputs = build_action_input()
 
     async def ai_action(info: Info, input: Any) -> AiActionPayload:  # noqa: A002 - GitLab's argument name
-        return await _request_action(info.context, inputs, input)
+        return await _request_action(info.context, inputs, input, info.path.as_list())
 
     ai_action.__annotations__["input"] = inputs.type
     namespace = {"ai_action": strawberry.mutation(resolver=ai_action, description="Execute an AI action.")}

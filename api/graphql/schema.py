@@ -1,5 +1,6 @@
-"""The GraphQL schema: queries, the `aiAction` mutation (inputs generated from the catalogue), model
-selection (`api.graphql.model_selection`, `api.graphql.instance_models`) and the `aiCompletionResponse` subscription."""
+"""The GraphQL schema: queries, the `aiAction` mutation (inputs generated from the catalogue), chat conversations
+(`api.graphql.chat`), model selection (`api.graphql.model_selection`, `api.graphql.instance_models`) and the
+`aiCompletionResponse` subscription."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from api.graphql.cancel import CancelMutation
+from api.graphql.chat import ChatMutation, ChatQuery
+from api.graphql.chat_resources import ChatResourcesQuery
 from api.graphql.documents import DocumentCache, DocumentGuard
 from api.graphql.instance_models import (
     InstanceSelectionMutation,
@@ -20,7 +24,7 @@ from api.graphql.model_selection import (
     NamespaceSelectionMutation,
     NamespaceSelectionQuery,
 )
-from api.graphql.mutations import build_mutation
+from api.graphql.mutations import Refusals, build_mutation
 from api.graphql.queries import Query
 from core.errors import SwitchboardError
 from subscriptions.execution import EventExecutionContext
@@ -50,8 +54,8 @@ class _Schema(strawberry.Schema):
 def build_schema() -> strawberry.Schema:
     documents = DocumentCache()
     return _Schema(
-        query=merge_types("Query", (Query, NamespaceSelectionQuery, InstanceSelectionQuery)),
-        mutation=merge_types("Mutation", (build_mutation(), NamespaceSelectionMutation, InstanceSelectionMutation)),
+        query=merge_types("Query", (Query, NamespaceSelectionQuery, InstanceSelectionQuery, ChatQuery, ChatResourcesQuery)),
+        mutation=merge_types("Mutation", (build_mutation(), CancelMutation, NamespaceSelectionMutation, InstanceSelectionMutation, ChatMutation)),
         subscription=Subscription,
         extensions=[
             # Size and cost limits before parsing and validation cost anything; frontends send the same few
@@ -59,6 +63,7 @@ def build_schema() -> strawberry.Schema:
             lambda: DocumentGuard(documents),
             lambda: AddValidationRules([_DEPTH_LIMIT]),
             lambda: MaskErrors(should_mask_error=_unexpected, error_message=UNEXPECTED),
+            Refusals,  # why aiAction said "AI features are not enabled ...": extensions.refusals
         ],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         execution_context_class=EventExecutionContext,

@@ -1,5 +1,9 @@
 """The status page at `/admin` (issue 6): for an administrator, at a glance, over the last hour — queue depth,
-throughput and error ratio as small charts, apdex per feature, the models that answered, the live workers.
+throughput and error ratio as small charts, apdex per feature, the models that answered, the live workers,
+the recent failed actions behind the error ratio with their reason (`core.metrics.recent_failures`) and the
+running model migrations. It reloads itself every `REFRESH_S` seconds (a `<meta http-equiv=refresh>`;
+`/admin?refresh=0` turns it off, with a link on the page), and has a Sign out button (`POST /admin/sign-out`
+clears the session cookie).
 
 It reads the per-minute counters that workers flush to Redis (`core.metrics.MinuteStats`, `keys.stats`), so
 it needs no Prometheus. The page is server-rendered HTML with inline SVG: no script, no external asset.
@@ -25,14 +29,15 @@ from access.tokens import Principal, hash_token
 from api.auth import principal_for, principal_for_digest, token_from_headers
 from api.rest.health import live_workers
 from core import keys
-from core.metrics import sample_queue
+from core.metrics import Failure, recent_failures, sample_queue
 from core.secrets import SecretBox, session_box
 
-__all__ = ["admin_routes", "HourStats", "read_hour"]
+__all__ = ["admin_routes", "HourStats", "read_hour", "running_migrations", "REFRESH_S"]
 
 COOKIE = "switchboard_admin_session"
 SESSION_S = 8 * 3600
 MINUTES = 60
+REFRESH_S = 10
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1f1f1f;background:#fafafa}
 h1{font-size:20px;margin:0 0 4px} .sub{color:#666;margin-bottom:20px}
@@ -42,6 +47,8 @@ h1{font-size:20px;margin:0 0 4px} .sub{color:#666;margin-bottom:20px}
 .big{font-size:26px;font-weight:600} table{border-collapse:collapse;width:100%}
 td,th{text-align:left;padding:3px 6px;border-bottom:1px solid #eee} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#217a3c} .warn{color:#a66200} .bad{color:#b3261e} svg{display:block}
+.wide{grid-column:1/-1} .bar{display:flex;gap:12px;align-items:center;margin-bottom:20px;color:#666}
+.bar form{margin:0 0 0 auto} td.code{font-family:ui-monospace,monospace;font-size:12px;white-space:nowrap}
 """
 
 
@@ -116,7 +123,31 @@ def _apdex_class(score: float) -> str:
     return "ok" if score >= 0.94 else "warn" if score >= 0.85 else "bad"
 
 
-def render(stats: HourStats, *, depth_now: int, oldest_age_s: float, workers: dict[str, dict[str, object]]) -> str:
+def _failure_rows(failures: list[Failure]) -> str:
+    def cell(value: object, css: str = "") -> str:
+        attribute = f' class="{css}"' if css else ""
+        return f'<td{attribute}>{html.escape(str(value)) if value is not None else "—"}</td>'
+
+    return "".join(
+        "<tr>" + cell(time.strftime("%m-%d %H:%M:%S", time.gmtime(failure.at)), "code") + cell(failure.request_id, "code")
+        + cell(failure.feature) + cell(failure.model)
+        + cell(f"{failure.error_class} ({failure.status})" if failure.status else failure.error_class, "code")
+        + cell(failure.tries, "n") + cell(failure.error) + "</tr>"
+        for failure in failures
+    ) or '<tr><td colspan="7">no failed request</td></tr>'
+
+
+def _migration_rows(migrations: list[dict[str, str]]) -> str:
+    return "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(migration.get(key, '')))}</td>" for key in ("setting", "model", "step", "state"))
+        + "</tr>"
+        for migration in migrations
+    ) or '<tr><td colspan="4">no migration running</td></tr>'
+
+
+def render(stats: HourStats, *, depth_now: int, oldest_age_s: float, workers: dict[str, dict[str, object]],
+           failures: list[Failure] | None = None, migrations: list[dict[str, str]] | None = None,
+           refresh: bool = True, signed_in: bool = False) -> str:
     done, failed = sum(stats.done), sum(stats.failed)
     ratio = failed / done if done else 0.0
     apdex_rows = "".join(
@@ -132,10 +163,15 @@ def render(stats: HourStats, *, depth_now: int, oldest_age_s: float, workers: di
         f'<tr><td>{html.escape(worker_id)}</td><td class="n">{beat.get("jobs", 0)}</td></tr>'
         for worker_id, beat in sorted(workers.items())
     ) or '<tr><td colspan="2" class="bad">no live worker</td></tr>'
+    reload = (f'<span id="refresh">Refreshes every {REFRESH_S} s · <a href="/admin?refresh=0">pause</a></span>' if refresh
+              else '<span id="refresh">Auto-refresh paused · <a href="/admin">resume</a></span>')
+    sign_out = ('<form method="post" action="/admin/sign-out"><button type="submit" id="sign-out">Sign out</button></form>'
+                if signed_in else "")
+    meta = f'<meta http-equiv="refresh" content="{REFRESH_S}">' if refresh else ""
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Switchboard status</title><style>{_STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8">{meta}<title>Switchboard status</title><style>{_STYLE}</style></head>
 <body><h1>Switchboard status</h1>
-<div class="sub">Last hour, per minute · rendered {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}</div>
+<div class="bar">Last hour, per minute · rendered {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} · {reload}{sign_out}</div>
 <div class="grid">
 <div class="card" id="queue"><h2>Queue depth</h2><div class="big">{depth_now}</div>
 <div class="sub">oldest job {oldest_age_s:.1f} s</div>{_chart([float(v) if v is not None else None for v in stats.depth])}</div>
@@ -146,6 +182,8 @@ def render(stats: HourStats, *, depth_now: int, oldest_age_s: float, workers: di
 <div class="card" id="apdex"><h2>Apdex per feature (30 s)</h2><table><tr><th>feature</th><th>apdex</th><th>answers</th></tr>{apdex_rows}</table></div>
 <div class="card" id="models"><h2>Models in use</h2><table><tr><th>provider/model</th><th>calls</th></tr>{model_rows}</table></div>
 <div class="card" id="workers"><h2>Workers ({len(workers)} live)</h2><table><tr><th>worker</th><th>jobs now</th></tr>{worker_rows}</table></div>
+<div class="card" id="migrations"><h2>Model migrations running</h2><table><tr><th>setting</th><th>to model</th><th>step</th><th>state</th></tr>{_migration_rows(migrations or [])}</table></div>
+<div class="card wide" id="failures"><h2>Recent failed requests (last {keys.FAILURES_MAXLEN})</h2><table><tr><th>time (UTC)</th><th>request id</th><th>feature</th><th>model</th><th>error class</th><th>tries</th><th>error shown to the user</th></tr>{_failure_rows(failures or [])}</table></div>
 </div></body></html>"""
 
 
@@ -182,6 +220,12 @@ def _login(status: int, message: str = "") -> HTMLResponse:
     return HTMLResponse(_LOGIN.replace("{message}", note), status_code=status)
 
 
+async def running_migrations(services: object) -> list[dict[str, str]]:
+    """The model and prompt migrations in progress (SPEC §9.1), one dict each (`setting`, `model`, `step`,
+    `state`) for the page's table. None yet: the migrations controller (a later issue) fills this in."""
+    return []
+
+
 async def _page(request: Request) -> Response:
     token = token_from_headers(request.headers)
     if token is not None:
@@ -196,8 +240,10 @@ async def _page(request: Request) -> Response:
     stats = await read_hour(services.redis)
     depth, age = await sample_queue(services.redis)
     workers = await live_workers(services.redis)
-    return HTMLResponse(render(stats, depth_now=depth, oldest_age_s=age, workers=workers),
-                        headers={"Cache-Control": "no-store"})
+    page = render(stats, depth_now=depth, oldest_age_s=age, workers=workers, failures=await recent_failures(services.redis),
+                  migrations=await running_migrations(services), refresh=request.query_params.get("refresh") != "0",
+                  signed_in=token is None)
+    return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
 
 async def _sign_in(request: Request) -> Response:
@@ -212,5 +258,13 @@ async def _sign_in(request: Request) -> Response:
     return response
 
 
+async def _sign_out(request: Request) -> Response:
+    """Clear the session cookie; back to the sign-in form."""
+    response = RedirectResponse("/admin", status_code=303)
+    response.delete_cookie(COOKIE, path="/admin", httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
 def admin_routes() -> list[Route]:
-    return [Route("/admin", _page, methods=["GET"]), Route("/admin", _sign_in, methods=["POST"])]
+    return [Route("/admin", _page, methods=["GET"]), Route("/admin", _sign_in, methods=["POST"]),
+            Route("/admin/sign-out", _sign_out, methods=["POST"])]

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from access import flags
 from access.admin.flag_changes import BadFlagChange, apply_change, feature_json
-from access.tokens import Principal
+from access.tokens import Principal, auth_failed
 from api.auth import READ_SCOPES, principal_for, token_from_headers
 from api.services import Services
 from catalogue.flags import FLAG_DEFINITIONS
@@ -39,11 +39,14 @@ def _message(status: int, text: str) -> JSONResponse:
 
 async def _admin(request: Request, *, write: bool) -> Principal | JSONResponse:
     services: Services = request.app.state.services
-    principal = await principal_for(services, token_from_headers(request.headers))
+    token = token_from_headers(request.headers)
+    principal = await principal_for(services, token)
     if principal is None:
+        auth_failed("missing_token" if token is None else "invalid_token", transport="rest")
         return _message(401, "401 Unauthorized")
     scoped = principal.has_scope("api") if write else bool(principal.scopes & READ_SCOPES)
     if not scoped:
+        auth_failed("insufficient_scope", user_id=principal.user_id, transport="rest")
         return JSONResponse(
             {
                 "error": "insufficient_scope",

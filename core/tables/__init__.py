@@ -5,7 +5,8 @@
 - `resources`: issues, merge requests (with diff text), epics, vulnerabilities, notes;
 - `duo`: the instance settings, Duo add-on purchases and their seat assignments;
 - `flags`: feature flags and their gates (Flipper's layout);
-- `model_selection`: instance and namespace model choices, self-hosted models, their audit log.
+- `model_selection`: instance and namespace model choices, self-hosted models, their audit log;
+- `chat`: Duo Chat threads, their messages, and the feedback on answers.
 
 Schema changes go through Alembic (`core/migrations/versions/`); `tests/core/test_db.py` checks that the
 migrations and these models agree. Constraint names follow `Base.metadata.naming_convention`.
@@ -23,6 +24,14 @@ from core.tables.base import (
     UTCDateTime,
     Visibility,
     utcnow,
+)
+from core.tables.chat import (
+    MAX_MESSAGE_CHARS,
+    MAX_TITLE_CHARS,
+    ConversationMessage,
+    ConversationThread,
+    ConversationType,
+    MessageFeedback,
 )
 from core.tables.duo import AddOnAssignment, AddOnPurchase, InstanceSettings
 from core.tables.flags import FeatureFlag, FeatureGate
@@ -42,15 +51,21 @@ __all__ = [
     "AddOnAssignment",
     "AddOnPurchase",
     "Base",
+    "ConversationMessage",
+    "ConversationThread",
+    "ConversationType",
     "Epic",
     "FeatureFlag",
     "FeatureGate",
     "FeatureSettingChoice",
     "Group",
     "InstanceSettings",
+    "MAX_MESSAGE_CHARS",
+    "MAX_TITLE_CHARS",
     "Issue",
     "Member",
     "MergeRequest",
+    "MessageFeedback",
     "ModelSelectionAuditEvent",
     "NamespaceFeatureSetting",
     "Note",

@@ -22,6 +22,9 @@ INSTANCE_UPDATE = """mutation($input: AiFeatureSettingUpdateInput!) { aiFeatureS
 DISABLE_CHAT = {"input": {"feature": "DUO_CHAT", "provider": "DISABLED"}}
 CHAT = {"input": {"chat": {"content": "hello"}}}
 ME = "query { currentUser { username } }"
+# GitLab's body, and the same as a GraphQL error that says why
+UNAUTHORIZED = {"message": "401 Unauthorized",
+                "errors": [{"message": "401 Unauthorized", "extensions": {"reason": "invalid_token"}}]}
 
 
 @pytest.fixture
@@ -52,7 +55,8 @@ async def test_a_bad_token_gets_401_with_gitlabs_body(client: tuple, headers: di
     with caplog.at_level(logging.INFO):
         response = await http.post("/api/graphql", json={"query": ME}, headers=headers)
     assert response.status_code == 401
-    assert response.json() == {"message": "401 Unauthorized"}
+    assert response.json() == UNAUTHORIZED
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     assert response.headers["content-type"].startswith("application/json")
     failures = [r for r in caplog.records if r.getMessage() == "auth_failed"]
     assert [r.reason for r in failures] == ["invalid_token"]  # type: ignore[attr-defined]
@@ -74,7 +78,30 @@ async def _revoke_then_ask(http: httpx.AsyncClient, services: Services) -> None:
     async with services.sessions() as session, session.begin():
         await revoke_tokens(session, "bob", name="only-api")
     response = await gql(http, token, ME)
+    assert response.status_code == 401 and response.json() == UNAUTHORIZED
+
+
+async def test_a_mutation_without_a_token_says_the_token_is_missing(client: tuple, caplog: pytest.LogCaptureFixture) -> None:
+    http, _ = client
+    with caplog.at_level(logging.INFO):
+        action = (await gql(http, None, ACTION, CHAT)).json()
+    assert [(e["message"], e["extensions"]) for e in action["errors"]] == [(RESOURCE_NOT_AVAILABLE, {"reason": "missing_token"})]
+    assert [r.reason for r in caplog.records if r.getMessage() == "auth_failed"] == ["missing_token"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("headers", "reason"), [
+    pytest.param({}, "missing_token", id="missing"),
+    pytest.param({"PRIVATE-TOKEN": "glpat-not-a-token"}, "invalid_token", id="invalid"),
+])
+async def test_the_features_api_logs_why_it_refused(
+    client: tuple, headers: dict[str, str], reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    http, _ = client
+    with caplog.at_level(logging.INFO):
+        response = await http.get("/api/v4/features", headers=headers)
     assert response.status_code == 401 and response.json() == {"message": "401 Unauthorized"}
+    assert [r.reason for r in caplog.records if r.getMessage() == "auth_failed"] == [reason]  # type: ignore[attr-defined]
+    assert "glpat-not-a-token" not in caplog.text
 
 
 async def test_no_token_stays_anonymous(client: tuple) -> None:

@@ -115,7 +115,6 @@ async def test_a_choice_the_instance_narrowed_away_is_reported_stale_and_ignored
 INSTANCE_ERRORS = [  # provider, available, default → errors
     ("VENDORED", [SONNET], None, ["Default model can't be blank"]),
     ("VENDORED", [SONNET], HAIKU, ["Default model must be one of the available models"]),
-    ("VENDORED", ["nope"], "nope", [NOT_FOUND]),
     ("VENDORED", ["llama3"], "llama3", ["Selected model 'llama3' is not compatible with the feature 'duo_chat'"]),
     ("SELF_HOSTED", [SONNET], SONNET, ["Default model must be a self-hosted model when the provider is self_hosted"]),
 ]
@@ -127,8 +126,15 @@ async def test_instance_setting_validation(admin: Admin) -> None:
     assert (await admin.run("root", "{ aiFeatureSettings { nodes { configured } } }"))["nodes"][0] == {"configured": False}
 
 
+async def test_an_unknown_model_reference_keeps_gitlabs_text_and_lists_the_valid_ones(admin: Admin) -> None:
+    (instance,) = await admin.instance("VENDORED", ["nope"], "nope")
+    assert instance.startswith(f"{NOT_FOUND}: 'nope'. Valid references: ")
+    assert set(instance.split("Valid references: ")[1].split(", ")) >= {SONNET, HAIKU}
+    assert await admin.instance(available=[SONNET], default=SONNET) == []
+    assert await admin.choose("alice", "top", "gpt-17") == [f"{NOT_FOUND}: 'gpt-17'. Valid references: {SONNET}"]
+
+
 async def test_namespace_choice_validation(admin: Admin) -> None:
-    assert await admin.choose("alice", "top", "gpt-17") == [NOT_FOUND]
     assert await admin.choose("alice", "top", "mistral") == ["Selected model 'mistral' is not compatible with the feature 'duo_chat'"]
     assert await admin.instance("DISABLED") == []
     assert await admin.choose("alice", "top", SONNET) == [f"Selected model '{SONNET}' is not compatible with the feature 'duo_chat'"]

@@ -50,3 +50,14 @@ def test_an_operator_configures_selection_from_the_command_line(run) -> None:  #
     assert [e["action"] for e in audit][:3] == ["self_hosted_model_deleted", "self_hosted_model_updated", "self_hosted_model_created"]
     assert {e["author"] for e in audit} == {"cli"}
     assert run("models", "set", "nope", "--provider", "disabled")[0] == 1
+
+
+def test_unknown_names_are_refused_with_the_valid_ones(run) -> None:  # noqa: ANN001
+    status, _, err = run("models", "set", "duo_chta", "--provider", "disabled")
+    assert status == 1 and "unknown feature setting 'duo_chta'; valid: " in err and "duo_chat" in err
+    status, _, err = run("models", "set", "duo_chat", "--provider", "vendored", "--default", "claude_sonet")
+    assert status == 1 and "Model reference not found in definitions: 'claude_sonet'. Valid references: " in err
+    assert "claude_sonnet_4_6" in err
+    status, _, err = run("models", "self-hosted", "delete", "self_hosted_9")
+    assert status == 1 and "no self-hosted model 'self_hosted_9'; registered: none" in err
+

@@ -1,6 +1,8 @@
 """The `/admin` status page in a real headless browser (Debian's chromium through playwright): an
 administrator signs in with a token and sees the last hour's queue depth, throughput and error ratio as
-charts, apdex per feature and the models in use, from real traffic; a screenshot is kept with the logs."""
+charts, apdex per feature and the models in use, from real traffic, and the failed requests with their
+reason; the page reloads itself unless paused, and Sign out ends the session; screenshots are kept with the
+logs."""
 
 from __future__ import annotations
 
@@ -88,3 +90,70 @@ async def test_the_status_page_renders_real_data_in_chromium(stack: Stack) -> No
         finally:
             await browser.close()
     assert (stack.logs / "admin.png").stat().st_size > 10_000
+
+
+async def failing_request(stack: Stack, secret: str) -> str:
+    """A chat request whose model answers 429 on every try (the mock's scripted error): its retries run out
+    and it ends in an error. Its request id. (Not a 500: the failures would count against the mock model's
+    circuit breaker, which this stack's other tests share; a 429 counts neither way.)"""
+    socket = await GraphQLSocket.connect(stack.ws_url, stack.token("alice"))
+    sub = f"sub-{uuid.uuid4()}"
+    op = await socket.subscribe({"userId": stack.gid("alice"), "aiAction": "CHAT", "clientSubscriptionId": sub}, settle_s=0.3)
+    result = await post(stack.url, stack.token("alice"), ACTION,
+                        {"input": {"chat": {"content": f'{secret} <response error="429">x</response>'}, "clientSubscriptionId": sub}})
+    final = (await socket.until_final(op, timeout=30))[-1]
+    await socket.close()
+    assert final["errors"] == ["Maximum number of retries (3) exceeded."], final
+    return result["data"]["aiAction"]["requestId"]
+
+
+async def test_the_status_page_reloads_itself_unless_paused(stack: Stack) -> None:
+    headers = {"Authorization": f"Bearer {stack.token('root')}"}
+    async with httpx.AsyncClient(timeout=5) as http:
+        live = (await http.get(f"{stack.url}/admin", headers=headers)).text
+        paused = (await http.get(f"{stack.url}/admin?refresh=0", headers=headers)).text
+    assert '<meta http-equiv="refresh" content="10">' in live and 'href="/admin?refresh=0">pause</a>' in live
+    assert 'http-equiv="refresh"' not in paused and 'href="/admin">resume</a>' in paused
+    assert "<script" not in live  # the page stays script-free
+
+
+async def test_a_failed_request_is_listed_with_its_reason(stack: Stack) -> None:
+    request_id = await failing_request(stack, "secret-failing-question")
+    async with httpx.AsyncClient(timeout=5) as http:
+        page = (await http.get(f"{stack.url}/admin", headers={"Authorization": f"Bearer {stack.token('root')}"})).text
+    failures = page[page.index('id="failures"'):]
+    row = next(row for row in failures.split("<tr>") if request_id in row)
+    assert "ProviderRateLimited (429)" in row and "Maximum number of retries (3) exceeded." in row
+    assert "<td>chat</td>" in row and "<td>mock</td>" in row and '<td class="n">4</td>' in row  # 1 try + 3 retries
+    assert "secret-failing-question" not in page
+
+
+async def test_signing_out_ends_the_session_in_chromium(stack: Stack) -> None:
+    if not HAS_CHROMIUM:
+        pytest.skip("Debian's chromium is not installed and could not be (`make test` installs it when run as root)")
+    from playwright.async_api import async_playwright
+
+    request_id = await failing_request(stack, "another-secret")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            context = await browser.new_context(viewport={"width": 1200, "height": 900})
+            page = await context.new_page()
+            await page.goto(f"{stack.url}/admin?refresh=0")
+            await page.fill("input[name=token]", stack.token("root"))
+            await page.click("button[type=submit]")
+            await page.wait_for_selector("#failures")
+            row = page.locator("#failures tr", has_text=request_id)
+            assert "ProviderRateLimited (429)" in await row.inner_text()
+            assert await page.locator("meta[http-equiv=refresh]").count() == 1  # signed in: /admin, refreshing
+            await page.screenshot(path=str(stack.logs / "admin-failures.png"), full_page=True)
+            assert [c["name"] for c in await context.cookies()] == ["switchboard_admin_session"]
+
+            await page.click("#sign-out")
+            await page.wait_for_selector("input[name=token]")
+            assert await context.cookies() == []
+            await page.goto(f"{stack.url}/admin")  # the next visit asks for a token again
+            assert await page.locator("input[name=token]").count() == 1 and await page.locator("#failures").count() == 0
+        finally:
+            await browser.close()
+    assert (stack.logs / "admin-failures.png").stat().st_size > 10_000

@@ -8,14 +8,17 @@ import time
 import pytest
 from arq.constants import in_progress_key_prefix
 from prometheus_client import REGISTRY
+from sqlalchemy import select
 
 from access.admin.seed import seed  # noqa: F401 - seeded fixture comes from tests._services
 from core import keys
 from core.actions import ActionRecord
+from core.db import create_engine, session_factory
 from core.errors import AI_NOT_PERMITTED
 from core.ids import new_request_id
 from core.redis import connect, enqueue_action
 from core.settings import Settings
+from core.tables import ConversationMessage
 from subscriptions.messages import AiMessage, route_id
 from subscriptions.streams import replay
 from tests._services import run_worker
@@ -47,9 +50,13 @@ async def test_a_job_streams_chunks_then_one_final_and_saves_the_answer(settings
     ]
     broadcast = await stream(settings, sub=None)
     assert [(m.chunk_id, m.content) for m in broadcast] == [(None, "echo: to be or not")]
-    redis = connect(settings.redis_url or "")
-    assert await redis.xlen(keys.chat_history(2)) == 1 and 0 < await redis.ttl(keys.chat_history(2)) <= keys.CHAT_HISTORY_TTL_S
-    await redis.aclose()
+    engine = create_engine(settings.database)
+    try:
+        async with session_factory(engine)() as session:
+            saved = (await session.scalars(select(ConversationMessage))).all()
+    finally:
+        await engine.dispose()
+    assert [(m.role, m.content, m.model) for m in saved] == [("assistant", "echo: to be or not", "mock")]
 
 
 async def test_a_rate_limited_call_is_retried_with_backoff_and_then_answers(settings: Settings, seeded: dict) -> None:

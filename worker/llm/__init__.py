@@ -1,9 +1,10 @@
 """LLM provider clients. Provider SDK errors are translated into `core.errors.ProviderError` here only."""
 
-from worker.llm.base import Completion, LLMClient, Message, Usage, estimate_tokens
+from worker.llm.base import Completion, LLMClient, Message, ToolCall, ToolSpec, Usage, estimate_tokens
 from worker.llm.circuit import CircuitBreaker, Circuits
 from worker.llm.mock import MockModel
 from worker.llm.providers import Providers, build_providers
+from worker.llm.react import ReactClient
 
 __all__ = [
     "CircuitBreaker",
@@ -13,6 +14,9 @@ __all__ = [
     "Message",
     "MockModel",
     "Providers",
+    "ReactClient",
+    "ToolCall",
+    "ToolSpec",
     "Usage",
     "build_providers",
     "estimate_tokens",

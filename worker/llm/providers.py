@@ -1,7 +1,9 @@
 """The provider clients of one worker process, built once from the settings and closed on shutdown.
 
 A provider without configuration is not built; asking it for a model raises ProviderRejected with what to
-set, so that a request fails with a clear log line and `switchboard check` can say the same.
+set, so that a request fails with a clear log line and `switchboard check` can say the same. A model with
+`tool_calling: react` gets its provider's client wrapped in a ReactClient (one per provider), so that the
+chat agent offers tools to every model the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from worker.llm.base import LLMClient
 from worker.llm.google import GoogleModel, build_google
 from worker.llm.mock import MockModel
 from worker.llm.openai_compatible import OpenAICompatibleModel
+from worker.llm.react import ReactClient
 
 __all__ = ["Providers", "build_providers"]
 
@@ -41,6 +44,7 @@ class Providers:
     clients: dict[str, LLMClient]
     missing: dict[str, str] = field(default_factory=dict)
     openai_base_url: str | None = None
+    _react: dict[str, ReactClient] = field(default_factory=dict, repr=False)
 
     def problem(self, model: ModelDefinition) -> str | None:
         """Why `model` cannot be called as configured; None when it can."""
@@ -51,10 +55,18 @@ class Providers:
         return None
 
     def client_for(self, model: ModelDefinition) -> LLMClient:
+        """The client that calls `model`: its provider's, given tools in ReAct text when the model has no
+        native tool calling."""
         problem = self.problem(model)
         if problem is not None:
             raise ProviderRejected(model.provider, None, f"{model.provider} is not configured: {problem}")
-        return self.clients[model.provider]
+        client = self.clients[model.provider]
+        if model.tool_calling != "react":
+            return client
+        react = self._react.get(model.provider)
+        if react is None or react.inner is not client:
+            react = self._react[model.provider] = ReactClient(client)
+        return react
 
     async def close(self) -> None:
         for client in self.clients.values():
