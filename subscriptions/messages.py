@@ -11,11 +11,21 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import cache
 from typing import Literal
 
-__all__ = ["AiMessage", "RequestRoutes", "Role", "route_id", "routes_for"]
+from markdown_it import MarkdownIt
+
+__all__ = ["AiMessage", "RequestRoutes", "Role", "markdown_renderer", "route_id", "routes_for"]
 
 Role = Literal["user", "assistant", "system"]
+
+
+@cache
+def markdown_renderer() -> MarkdownIt:
+    """How an answer's Markdown becomes its `contentHtml`, for the final message the worker publishes and the
+    saved answer `aiMessages` reads back alike: CommonMark with raw HTML off."""
+    return MarkdownIt("commonmark", {"html": False})
 
 
 @dataclass(frozen=True, slots=True)

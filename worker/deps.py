@@ -21,6 +21,7 @@ from chat.tools import DocumentationIndex, default_paths
 from core.db import create_engine, session_factory
 from core.secrets import SecretBox, secret_box
 from core.settings import Settings
+from subscriptions.messages import markdown_renderer
 from subscriptions.streams import Publisher
 from worker.llm import Circuits, Providers, build_providers
 
@@ -74,7 +75,7 @@ def build_deps(settings: Settings, redis: ArqRedis, *, providers: Providers | No
         flags=FlagStore(sessions, default_enabled),
         selection=SelectionStore(sessions),
         secrets=secret_box(settings),
-        markdown=MarkdownIt("commonmark", {"html": False}),
+        markdown=markdown_renderer(),
         catalogue=get_catalogue(),
         providers=providers or build_providers(settings),
     )

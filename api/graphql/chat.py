@@ -7,7 +7,7 @@ another user's message takes no feedback (the resource-access error). Lists are 
 (`nodes`, `edges { cursor node }`, `pageInfo`); cursors are opaque.
 
 `contentHtml` of a saved answer is rendered here from its (saved) Markdown, as the worker renders the
-final message it publishes (markdown-it, CommonMark, raw HTML off); questions and errored answers have none.
+final message it publishes (`subscriptions.messages.markdown_renderer`); questions and errored answers have none.
 """
 
 from __future__ import annotations
@@ -15,12 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 import orjson
 import strawberry
-from markdown_it import MarkdownIt
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -33,6 +31,7 @@ from chat.tools.references import page_type
 from core.errors import THREAD_NOT_DELETABLE, InvalidInput
 from core.ids import GlobalID
 from core.tables import ConversationMessage, ConversationThread
+from subscriptions.messages import markdown_renderer
 from subscriptions.scalars import AiConversationThreadID, AiModelID, Time
 from subscriptions.schema import AiMessageRole, AiMessageType
 
@@ -41,11 +40,6 @@ __all__ = ["ChatMutation", "ChatQuery"]
 _MAX_REQUEST_IDS = 100
 _MAX_EVENT_TEXT = 1_000
 _MAX_EVENT_EXTRA = 50_000
-
-
-@cache
-def _markdown() -> MarkdownIt:
-    return MarkdownIt("commonmark", {"html": False})
 
 
 @strawberry.type(name="PageInfo", description="Information about pagination in a connection.")
@@ -178,7 +172,7 @@ def _message_node(row: ConversationMessage) -> AiMessageType:
     message = conversations.to_message(row)
     node = AiMessageType.from_model(message)
     if row.role == "assistant" and not row.errors and row.content:
-        node.content_html = _markdown().render(row.content)
+        node.content_html = markdown_renderer().render(row.content)
     return node
 
 
