@@ -21,21 +21,25 @@ from api.rest.definitions import definitions_routes
 from api.rest.features import features_routes
 from api.rest.health import health_routes
 from api.rest.metrics import WebsocketGauge, metrics_routes, watch_services
-from api.services import InlineRunner, open_services
+from api.services import GateLookup, InlineRunner, open_services
 from core.settings import Settings
 
 __all__ = ["create_app"]
 
 
-def create_app(settings: Settings | None = None, run_inline: InlineRunner | None = None) -> Starlette:
+def create_app(
+    settings: Settings | None = None, run_inline: InlineRunner | None = None, gate_lookup: GateLookup | None = None,
+) -> Starlette:
     """The web process's app. `run_inline` runs actions in this process instead of enqueueing them
-    (`SWITCHBOARD_SYNC_EXECUTION`; the CLI passes the worker's `InlineRunner`)."""
+    (`SWITCHBOARD_SYNC_EXECUTION`; the CLI passes the worker's `InlineRunner`). `gate_lookup` reads an
+    evaluation run's gate for the pre-gate of `aiModelMigrationStart` (the CLI passes
+    `evaluation.store.gate_result`); without it a migration starts over GraphQL only with `force`."""
     settings = settings or Settings()
     graphql = SwitchboardGraphQL(build_schema(), max_subscriptions_per_connection=1_000)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_services(settings, run_inline) as services:
+        async with open_services(settings, run_inline, gate_lookup) as services:
             app.state.services = services
             watcher = asyncio.create_task(watch_services(services), name="switchboard-metrics-sampler")
             try:

@@ -11,6 +11,7 @@ from typing import Protocol
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from access.admin.rollouts import GateLike
 from access.checks import Gate
 from access.entitlement import Entitlements
 from access.flags import FlagStore
@@ -22,7 +23,7 @@ from core.settings import Settings
 from subscriptions.hub import Hub
 from subscriptions.streams import Publisher
 
-__all__ = ["InlineRunner", "Services", "open_services"]
+__all__ = ["GateLookup", "InlineRunner", "Services", "open_services"]
 
 _HUB_BLOCK_MS = 5_000
 
@@ -35,6 +36,13 @@ class InlineRunner(Protocol):
     async def close(self) -> None: ...
 
 
+class GateLookup(Protocol):
+    """The gate of an evaluation run (`evaluation.store.gate_result`, handed in by the CLI: `api` does not import
+    `evaluation`); LookupError for an unknown run. GraphQL's `aiModelMigrationStart` pre-gate calls it."""
+
+    async def __call__(self, session: AsyncSession, run_id: str) -> GateLike: ...
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -44,6 +52,7 @@ class Services:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     run_inline: InlineRunner | None = None  # SWITCHBOARD_SYNC_EXECUTION only: jobs run in this process
+    gate_lookup: GateLookup | None = None  # evaluation runs' gates for the rollouts' pre-gate; None: --force only
     # This process's caches for authorization (SPEC §5.1 checks 4 and 6): flags and entitlement, ≤ 5 s
     # (`core.cache.TtlCache`s; they load through the caller's session).
     flags: FlagStore = field(init=False)
@@ -59,7 +68,9 @@ class Services:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, run_inline: InlineRunner | None = None) -> AsyncIterator[Services]:
+async def open_services(
+    settings: Settings, run_inline: InlineRunner | None = None, gate_lookup: GateLookup | None = None,
+) -> AsyncIterator[Services]:
     url = await asyncio.to_thread(redis_url, settings.redis_url, settings.data_dir)
     redis = connect(url, max_connections=settings.redis_max_connections)
     hub_redis = single_client(url, socket_timeout=_HUB_BLOCK_MS / 1000 + 5)
@@ -73,6 +84,7 @@ async def open_services(settings: Settings, run_inline: InlineRunner | None = No
         engine=engine,
         sessions=session_factory(engine),
         run_inline=run_inline,
+        gate_lookup=gate_lookup,
     )
     hub_task = asyncio.create_task(services.hub.run(), name="switchboard-hub")
     try:

@@ -1,5 +1,5 @@
 """The declarative catalogue: features and chat tools (Python), models, feature settings and prompt definitions
-(YAML).
+(YAML), evaluation datasets (JSONL, `catalogue.evals`).
 
 `get_catalogue()` loads and validates the shipped catalogue once per process; `validate()` reports every
 broken cross-reference at once (`switchboard catalogue validate`).
@@ -16,7 +16,7 @@ from catalogue.features import FEATURE_LIST, MAX_CONTENT_SIZE, Feature, InputFie
 from catalogue.models import FeatureSetting, ModelDefinition, ModelParams
 from catalogue.prompts import CHECK_PROMPT, CONTEXT_VARIABLES, Prompt, PromptRegistry
 from catalogue.tools import TOOL_LIST, Tool
-from catalogue.validation import check_catalogue
+from catalogue.validation import check_catalogue, check_datasets
 from core.errors import CatalogueError, FeatureNotFound
 
 __all__ = [
@@ -57,12 +57,18 @@ def external_features() -> tuple[Feature, ...]:
 
 
 def validate(
-    features: tuple[Feature, ...] = FEATURE_LIST, root: Path = CATALOGUE_DIR, tools: tuple[Tool, ...] = TOOL_LIST
+    features: tuple[Feature, ...] = FEATURE_LIST,
+    root: Path = CATALOGUE_DIR,
+    tools: tuple[Tool, ...] = TOOL_LIST,
+    *,
+    datasets: bool = True,
 ) -> Catalogue:
-    """Load the catalogue under `root` and check every cross-reference; one CatalogueError lists all
-    problems."""
+    """Load the catalogue under `root` and check every cross-reference and (with `datasets`) every
+    evaluation dataset; one CatalogueError lists all problems."""
     catalogue, problems = load_catalogue(features, root, tools)
     problems += check_catalogue(catalogue, features, tools)
+    if datasets:
+        problems += check_datasets(root, features)
     if problems:
         raise CatalogueError(problems)
     return catalogue
@@ -70,5 +76,6 @@ def validate(
 
 @functools.cache
 def get_catalogue() -> Catalogue:
-    """The shipped catalogue, validated; loaded once per process on first use."""
-    return validate()
+    """The shipped catalogue, validated; loaded once per process on first use. Evaluation datasets are
+    left to `switchboard catalogue validate` and `eval run`: a broken one must not stop a server."""
+    return validate(datasets=False)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from catalogue.versions import DEFAULT_CONSTRAINT
 from core.ids import AI_MODEL_TYPES
 
-__all__ = ["InputField", "InputKind", "Feature", "FEATURE_LIST", "MAX_CONTENT_SIZE"]
+__all__ = ["InputField", "InputKind", "Feature", "FEATURE_LIST", "MAX_CONTENT_SIZE", "PromptMigration"]
 
 # GitLab's MAX_CONTENT_SIZE for text that goes to a model.
 MAX_CONTENT_SIZE = 400_000
@@ -23,6 +23,16 @@ MAX_CONTENT_SIZE = 400_000
 # editor: fileName, selectedText, contentAboveCursor, contentBelowCursor) and `additional_context` a list of
 # AiAdditionalContextInput (category, id, content, metadata). `max_length` bounds every text inside.
 InputKind = Literal["string", "boolean", "current_file", "additional_context"]
+
+
+class PromptMigration(BaseModel):
+    """With `flag` enabled for an actor, the feature's prompt version constraint becomes `version` (GitLab's
+    `prompt_migration_<feature>`; SPEC §9.1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    flag: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    version: str
 
 
 class InputField(BaseModel):
@@ -63,6 +73,7 @@ class Feature(BaseModel):
     counts_categories: bool = False
     prompt: str  # prompt id: catalogue/prompts/<prompt>/<family|base>/<semver>.yml
     prompt_version: str = DEFAULT_CONSTRAINT
+    prompt_migrations: tuple[PromptMigration, ...] = ()
     timeout_s: float = 30.0  # per model call (idle time before and between chunks); a prompt may override
     feature_setting: str  # feature_settings.yml: the default and selectable models
     # Answers when the primary model fails before its first chunk; must use another provider.

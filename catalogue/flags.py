@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from catalogue.features import Feature
+from catalogue.features import FEATURE_LIST, Feature
 
 __all__ = [
     "FLAG_DEFINITIONS",
@@ -26,7 +26,10 @@ __all__ = [
     "GLOBAL_SWITCH",
     "MODEL_SWITCHING",
     "PUSHED_FLAGS",
+    "ROLLOUT_FLAGS",
     "default_enabled",
+    "model_migration_flag",
+    "prompt_migration_flag",
     "required_flags",
 ]
 
@@ -82,10 +85,39 @@ FLAG_DEFINITIONS: tuple[FlagDefinition, ...] = (
     ),
 )
 
-FLAGS: MappingProxyType[str, FlagDefinition] = MappingProxyType({d.name: d for d in FLAG_DEFINITIONS})
+
+
+def model_migration_flag(feature_setting: str) -> str:
+    """The flag a guarded model rollout of `feature_setting` drives (SPEC §9.1)."""
+    return f"model_migration_{feature_setting}"
+
+
+def prompt_migration_flag(feature: str) -> str:
+    """The flag a guarded prompt rollout of `feature` drives (GitLab's `prompt_migration_<feature>`)."""
+    return f"prompt_migration_{feature}"
+
+
+# Guarded rollouts (SPEC §9.1): one flag per feature setting and one per feature, pushed so the worker reads
+# them for the actor resolved at enqueue; `access.admin.rollouts` and the controller set their gates.
+ROLLOUT_FLAGS: tuple[FlagDefinition, ...] = (
+    *(
+        FlagDefinition(name=model_migration_flag(setting), type="ops", default_enabled=False, pushed=True,
+                       description=f"Guarded rollout of a new model for the feature setting {setting}.")
+        for setting in dict.fromkeys(feature.feature_setting for feature in FEATURE_LIST)
+    ),
+    *(
+        FlagDefinition(name=prompt_migration_flag(feature.key), type="ops", default_enabled=False, pushed=True,
+                       description=f"Guarded rollout of a new prompt version for {feature.key}.")
+        for feature in FEATURE_LIST
+    ),
+)
+
+FLAGS: MappingProxyType[str, FlagDefinition] = MappingProxyType(
+    {d.name: d for d in (*FLAG_DEFINITIONS, *ROLLOUT_FLAGS)}
+)
 
 # Resolved at enqueue for the actor and carried in the job.
-PUSHED_FLAGS: tuple[str, ...] = tuple(d.name for d in FLAG_DEFINITIONS if d.pushed)
+PUSHED_FLAGS: tuple[str, ...] = tuple(d.name for d in FLAGS.values() if d.pushed)
 
 
 def default_enabled(name: str) -> bool:

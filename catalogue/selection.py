@@ -9,9 +9,13 @@ choices went stale, and which model answers.
   was offered. A choice no longer offered at its level (a parent narrowed the set later) is *stale*: it
   is ignored, and reported.
 - Resolution, first that applies: the nearest non-stale choice on the namespace chain (when
-  `ai_model_switching` is on for the actor) → the instance default → a migration whose flag is enabled for
-  the actor → `SWITCHBOARD_DEFAULT_MODEL` → the catalogue default. A provider `disabled` by the instance admin
-  resolves to no model.
+  `ai_model_switching` is on for the actor) → the instance default → a guarded rollout (SPEC §9.1) whose
+  flag is enabled for the actor → a declared migration whose flag is enabled for the actor → the default a
+  rollout was promoted to → `SWITCHBOARD_DEFAULT_MODEL` → the catalogue default. A provider `disabled` by
+  the instance admin resolves to no model.
+- The prompt version constraint (`resolve_prompt_version`), first that applies: a guarded prompt rollout
+  whose flag is enabled for the actor → a declared `prompt_migrations` entry whose flag is → the version a
+  prompt rollout was promoted to → the feature's own constraint.
 
 `resolve_model` is the one function that answers "which model will this request use": the worker calls it
 before the model call and GraphQL's `effectiveModelRef` reports what it returns. `models_to_call` adds the
@@ -30,7 +34,7 @@ from types import MappingProxyType
 
 from catalogue.contents import Catalogue
 from catalogue.features import Feature
-from catalogue.flags import MODEL_SWITCHING
+from catalogue.flags import MODEL_SWITCHING, model_migration_flag, prompt_migration_flag
 from catalogue.models import (
     FeatureSetting,
     ModelDefinition,
@@ -55,6 +59,7 @@ __all__ = [
     "models_to_call",
     "resolve",
     "resolve_model",
+    "resolve_prompt_version",
 ]
 
 log = logging.getLogger(__name__)
@@ -95,6 +100,11 @@ class Selection:
     instance: Mapping[str, InstanceChoice] = field(default_factory=dict)  # by feature setting
     namespaces: Mapping[tuple[str, str], str] = field(default_factory=dict)  # (group path, feature setting) → ref
     self_hosted: Mapping[str, RegisteredModel] = field(default_factory=dict)  # by ref
+    # Guarded rollouts (SPEC §9.1): the target (model ref or prompt version) of every rollout whose flag
+    # holds actors, by flag; and what promoted rollouts made the default: ("model", setting) → model ref,
+    # ("prompt", feature) → prompt version.
+    rollouts: Mapping[str, str] = field(default_factory=dict)
+    promoted: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +183,30 @@ def resolve(
             return Resolved(None, "disabled", stale)
         if choice.default is not None and _known(catalogue, selection, choice.default):
             return Resolved(choice.default, "instance", stale)
+    rollout_flag = model_migration_flag(feature_setting)
+    target = selection.rollouts.get(rollout_flag)
+    if target is not None and flags.get(rollout_flag, False) and _known(catalogue, selection, target):
+        return Resolved(target, f"rollout {rollout_flag}", stale)
     setting = catalogue.feature_settings[feature_setting]
     for migration in setting.migrations:
         if flags.get(migration.flag, False):
             return Resolved(migration.model, f"migration {migration.flag}", stale)
+    promoted = selection.promoted.get(("model", feature_setting))
+    if promoted is not None and _known(catalogue, selection, promoted):
+        return Resolved(promoted, "promoted", stale)
     return Resolved(setting.default_model, "catalogue", stale)
+
+
+def resolve_prompt_version(feature: Feature, selection: Selection, flags: Mapping[str, bool] = _EMPTY) -> str:
+    """The prompt version constraint that answers `feature` for an actor whose pushed flags are `flags`."""
+    rollout_flag = prompt_migration_flag(feature.key)
+    target = selection.rollouts.get(rollout_flag)
+    if target is not None and flags.get(rollout_flag, False):
+        return target
+    for migration in feature.prompt_migrations:
+        if flags.get(migration.flag, False):
+            return migration.version
+    return selection.promoted.get(("prompt", feature.key), feature.prompt_version)
 
 
 def model_definition(catalogue: Catalogue, selection: Selection, ref: str, api_token: str | None = None) -> ModelDefinition:
@@ -224,7 +253,7 @@ def resolve_model(
 ) -> Choice:
     """The model that answers `feature_setting` for an actor whose pushed flags are `flags`, about a resource under
     `namespace_paths` (top-level first; none: the instance as a whole, as `switchboard check` asks).
-    `default_model` is `SWITCHBOARD_DEFAULT_MODEL`."""
+    `default_model` is `SWITCHBOARD_DEFAULT_MODEL`, below a promoted default."""
     selection = selection or Selection()
     if not flags.get(MODEL_SWITCHING, True):  # namespace selection is off for this actor
         namespace_paths = ()

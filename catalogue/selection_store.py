@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from catalogue.selection import InstanceChoice, RegisteredModel, Selection
 from core.cache import TtlCache
 from core.tables import (
+    ACTIVE_STATES,
     FeatureSettingChoice,
     Group,
     NamespaceFeatureSetting,
+    Rollout,
     SelfHostedModel,
 )
 
@@ -39,7 +41,8 @@ def _none() -> ColumnElement[str]:
 
 
 async def load_selection(session: AsyncSession) -> Selection:
-    """Every instance choice, namespace choice and registered self-hosted model, in one query."""
+    """Every instance choice, namespace choice, registered self-hosted model and guarded rollout (running, or
+    promoted), in one query."""
     instance = select(
         literal("i").label("kind"), cast(null(), Integer).label("num"), _text(FeatureSettingChoice.feature).label("a"),
         _text(FeatureSettingChoice.provider).label("b"), _text(FeatureSettingChoice.default_model_ref).label("c"),
@@ -49,6 +52,10 @@ async def load_selection(session: AsyncSession) -> Selection:
         literal("n"), NamespaceFeatureSetting.namespace_id, _text(NamespaceFeatureSetting.feature),
         _text(NamespaceFeatureSetting.offered_model_ref), _text(Group.full_path), _none(), _none(),
     ).join(Group, Group.id == NamespaceFeatureSetting.namespace_id)
+    rollouts = select(
+        literal("r"), Rollout.id, _text(Rollout.kind), _text(Rollout.subject), _text(Rollout.flag), _text(Rollout.to_ref),
+        _text(Rollout.state),
+    ).where(Rollout.state.in_([*ACTIVE_STATES, "promoted"]))
     models = select(
         literal("s"), SelfHostedModel.id, _text(SelfHostedModel.name), _text(SelfHostedModel.model),
         _text(SelfHostedModel.endpoint), _text(SelfHostedModel.identifier), _text(SelfHostedModel.encrypted_api_token),
@@ -56,8 +63,16 @@ async def load_selection(session: AsyncSession) -> Selection:
     instance_choices: dict[str, InstanceChoice] = {}
     namespace_choices: dict[tuple[str, str], str] = {}
     registered: dict[str, RegisteredModel] = {}
-    for kind, num, a, b, c, d, e in (await session.execute(union_all(instance, namespaces, models))).all():
-        if kind == "i":
+    running: dict[str, str] = {}
+    promoted: dict[tuple[str, str], tuple[int, str]] = {}  # the latest promotion wins
+    for kind, num, a, b, c, d, e in (await session.execute(union_all(instance, namespaces, models, rollouts))).all():
+        if kind == "r":
+            if e == "promoted":
+                if (a, b) not in promoted or promoted[(a, b)][0] < num:
+                    promoted[(a, b)] = (num, d)
+            else:
+                running[c] = d
+        elif kind == "i":
             instance_choices[a] = InstanceChoice(b, c, tuple(json.loads(d or "[]")))
         elif kind == "n":
             namespace_choices[(c, a)] = b
@@ -65,7 +80,8 @@ async def load_selection(session: AsyncSession) -> Selection:
             model = RegisteredModel(num, a, b, c, d, e)
             registered[model.ref] = model
     return Selection(
-        MappingProxyType(instance_choices), MappingProxyType(namespace_choices), MappingProxyType(registered)
+        MappingProxyType(instance_choices), MappingProxyType(namespace_choices), MappingProxyType(registered),
+        MappingProxyType(running), MappingProxyType({key: ref for key, (_, ref) in promoted.items()}),
     )
 
 

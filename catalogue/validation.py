@@ -10,6 +10,7 @@ Checks, beyond what the pydantic schemas enforce while loading:
   migrations name existing models and pushed flags (catalogue/flags.py);
 - prompts: file names are semantic versions, family folders are `base` or some model's family, templates
   compile and contain nothing the sandbox would refuse;
+- evaluation datasets: every line of every `evals/<feature>/*.jsonl` (see `catalogue.evals`);
 - chat tools: unique names, a unit primitive some add-on bundles, an input schema that is a JSON-schema
   object with properties in the subset `Tool.argument_error` enforces. (Whether each tool's handler exists
   is `chat.tools.check_handlers`: the catalogue does not import `chat`.)
@@ -17,17 +18,19 @@ Checks, beyond what the pydantic schemas enforce while loading:
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from catalogue.add_ons import add_ons_bundling
 from catalogue.contents import Catalogue
+from catalogue.evals import dataset_problems
 from catalogue.features import Feature
 from catalogue.flags import FLAGS
 from catalogue.models import FeatureSetting
 from catalogue.prompts import CHECK_PROMPT, CONTEXT_VARIABLES
 from catalogue.tools import PROPERTY_KEYWORDS, PROPERTY_TYPES, SCHEMA_KEYWORDS, TOOL_LIST, Tool
 
-__all__ = ["check_catalogue", "check_tools"]
+__all__ = ["check_catalogue", "check_datasets", "check_tools"]
 
 def check_catalogue(
     catalogue: Catalogue, features: tuple[Feature, ...], tools: tuple[Tool, ...] = TOOL_LIST
@@ -59,6 +62,11 @@ def check_catalogue(
     problems += _prompt_folders(catalogue)
     problems += check_tools(tools)
     return problems
+
+
+def check_datasets(root: Path, features: tuple[Feature, ...]) -> list[str]:
+    """Every broken line of the evaluation datasets under `root`/evals, as `evals/<feature>/<name>.jsonl:line: problem`."""
+    return dataset_problems(root / "evals", features)
 
 
 def check_tools(tools: tuple[Tool, ...]) -> list[str]:
@@ -152,14 +160,19 @@ def _feature_references(catalogue: Catalogue, feature: Feature) -> list[str]:
         model = catalogue.models.get(identifier)
         if model is None:
             continue  # reported with the feature setting
-        try:
-            prompt = catalogue.prompts.get(feature.prompt, model.family, feature.prompt_version)
-        except (LookupError, ValueError) as exc:
-            problems.append(f"{where}: model {identifier!r}: {exc}")
-            continue
-        unknown = sorted(prompt.variables - provided)
-        if unknown:
-            problems.append(f"{where}: prompts/{prompt.location} uses variables it is not given: {', '.join(unknown)}")
+        for version in (feature.prompt_version, *(m.version for m in feature.prompt_migrations)):
+            try:
+                prompt = catalogue.prompts.get(feature.prompt, model.family, version)
+            except (LookupError, ValueError) as exc:
+                problems.append(f"{where}: model {identifier!r}: {exc}")
+                continue
+            unknown = sorted(prompt.variables - provided)
+            if unknown:
+                problems.append(f"{where}: prompts/{prompt.location} uses variables it is not given: {', '.join(unknown)}")
+    for migration in feature.prompt_migrations:
+        definition = FLAGS.get(migration.flag)
+        if definition is None or not definition.pushed:
+            problems.append(f"{where}: prompt migration flag {migration.flag!r} is not a pushed flag of catalogue/flags.py")
     return list(dict.fromkeys(problems))
 
 

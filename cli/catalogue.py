@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 import catalogue
+from catalogue.evals import all_datasets
 from chat.tools import check_handlers
 from cli.commands import CommandFailed
 from core.errors import CatalogueError
@@ -29,7 +30,7 @@ def _catalogue(settings: Settings, args: argparse.Namespace) -> None:
     else:
         counts = (f"{len(loaded.features)} features, {len(loaded.models)} models, "
                   f"{len(loaded.feature_settings)} feature settings, {len(list(loaded.prompts))} prompt definitions, "
-                  f"{len(loaded.tools)} chat tools")
+                  f"{len(loaded.tools)} chat tools, {len(all_datasets())} evaluation datasets")
         print(f"catalogue is valid: {counts}", file=sys.stderr)
 
 

@@ -2,7 +2,7 @@
 
 One module per command group registers its commands here: `processes` (run, web, worker), `database`
 (db upgrade), `accounts` (seed, users, tokens), `catalogue` (catalogue, check), `namespaces` (groups,
-projects, members, settings), `add_ons` (add-ons, seats, duo), `flags`, `models`.
+projects, members, settings), `add_ons` (add-ons, seats, duo), `flags`, `models`, `prompts`, `evaluation` (eval).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from cli import (
     add_ons,
     catalogue,
     database,
+    evaluation,
     flags,
     models,
     namespaces,
     processes,
+    prompts,
 )
 from cli.commands import CommandFailed
 from core import logs
@@ -31,7 +33,7 @@ from core.settings import Settings
 
 __all__ = ["main"]
 
-_GROUPS = (processes, database, accounts, catalogue, namespaces, add_ons, flags, models)
+_GROUPS = (processes, database, accounts, catalogue, namespaces, add_ons, flags, models, prompts, evaluation)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -7,7 +7,9 @@ the GraphQL API (changes are audited with the author "cli").
     switchboard models choose PATH FEATURE [REF]                  a group's choice; no REF inherits
     switchboard models resolve FEATURE [--group PATH] [--flag F]  which model would answer, and why
     switchboard models self-hosted list | create | update | delete
+    switchboard models reset FEATURE                              forget the instance's choice (catalogue defaults)
     switchboard models audit [--limit N]
+    switchboard models migrate SETTING --to MODEL [...] / status / pause / resume / abort / promote   (cli.rollouts)
 
 Running workers pick a change up within their cache time (5 s).
 """
@@ -26,6 +28,7 @@ from catalogue import get_catalogue
 from catalogue.selection import instance_offer, levels, resolve
 from catalogue.selection_store import load_selection
 from cli.commands import command, subcommands
+from cli.rollouts import add_migrate
 from core.errors import InvalidInput
 from core.secrets import secret_box
 from core.tables import PROVIDER_KINDS, ModelSelectionAuditEvent, SelfHostedModel
@@ -60,6 +63,12 @@ async def _set(session: AsyncSession, args: argparse.Namespace) -> list[str]:
     available = [ref for ref in (args.available or "").split(",") if ref] or None
     _checked(await model_settings.update_instance_setting(
         session, None, get_catalogue(), _feature(args.feature), args.provider, available, args.default))
+    return await _settings(session, args)
+
+
+async def _reset(session: AsyncSession, args: argparse.Namespace) -> list[str]:
+    if not await model_settings.reset_instance_setting(session, None, _feature(args.feature)):
+        return [f"{args.feature}: the instance had no choice of its own; the catalogue's defaults apply"]
     return await _settings(session, args)
 
 
@@ -152,6 +161,10 @@ def register(commands: Any) -> None:
     change.add_argument("--available", help="model references, comma-separated (default: the default alone)")
     change.add_argument("--default", help="the default model (required unless the provider is disabled)")
     command(change, _set)
+    reset = group.add_parser("reset", help="forget the instance's choice for a feature setting: the catalogue's "
+                             "default and models apply again (and a guarded migration can reach actors)")
+    reset.add_argument("feature")
+    command(reset, _reset)
     show = group.add_parser("group", help="a group's choices and what it is offered")
     show.add_argument("path")
     command(show, _group)
@@ -180,3 +193,4 @@ def register(commands: Any) -> None:
     audit = group.add_parser("audit", help="changes of model selection settings, newest first (JSON lines)")
     audit.add_argument("--limit", type=int, default=50)
     command(audit, _audit)
+    add_migrate(group, "model")

@@ -17,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 import uvloop
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from access.admin.rollouts import GateLike
 from cli.accounts import seed_for_run
 from cli.commands import CommandFailed
 from cli.database import safe_url
@@ -26,13 +28,21 @@ from core.settings import Settings
 __all__ = ["banner", "log_format", "register"]
 
 
+async def _gate_of_run(session: AsyncSession, run_id: str) -> GateLike:
+    """The rollouts' pre-gate over GraphQL: an evaluation run's gate (imported on first use: `evaluation` brings
+    the worker's provider clients, which the web process otherwise never loads)."""
+    from evaluation.store import gate_result
+
+    return await gate_result(session, run_id)
+
+
 def _web(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from api.app import create_app
     from api.connection import guarded_protocol
 
-    app = create_app(settings, _inline_runner(settings))
+    app = create_app(settings, _inline_runner(settings), _gate_of_run)
     _settle_heap()
     uvicorn.run(
         app,

@@ -6,6 +6,8 @@
       │                                          the reason (`extensions.reason`) ours, e.g. `insufficient_scope`
       ├── FeatureNotFound(key)                   not in the catalogue
       ├── CatalogueError(problems)               the catalogue's cross-references are broken
+      ├── DatasetError(problems)                 an evaluation dataset is broken: `path:line: problem` each
+      │                                          (also a ValueError)
       ├── ServiceUnavailable                     Redis is unreachable: try again (extensions code SERVICE_UNAVAILABLE)
       ├── Overloaded(message, retry_after_s)     too much work in progress, or no database connection in time:
       │                                          the web answers HTTP 503 with Retry-After
@@ -26,6 +28,7 @@ __all__ = [
     "AccessDenied",
     "FeatureNotFound",
     "CatalogueError",
+    "DatasetError",
     "ServiceUnavailable",
     "Overloaded",
     "ProviderError",
@@ -130,6 +133,17 @@ class CatalogueError(SwitchboardError):
 
     def __str__(self) -> str:
         return "catalogue is invalid:\n" + "\n".join(f"- {p}" for p in self.problems)
+
+
+class DatasetError(SwitchboardError, ValueError):
+    """An evaluation dataset that cannot be used; `problems` has one `path:line: problem` line per defect."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
 
 
 class ServiceUnavailable(SwitchboardError):

@@ -15,6 +15,8 @@
 | `switchboard:stats:<minute>`          | hash   | 2 hours                          | per-minute counts for `/admin` (done, failed, apdex per feature, models, queue depth), flushed by workers |
 | `switchboard:workers`                 | hash   | 2 hours after the last beat      | worker id -> last heartbeat (unix time) and jobs in flight, written every few seconds |
 | `switchboard:failures`                | list   | the last `FAILURES_MAXLEN` (50), 1 day after the last push | the latest failed AI actions for `/admin`, newest first: time, request id, feature, model, user-facing error, error class (never user input, prompts or provider text) |
+| `switchboard:cohort:<setting>:<minute>` | hash | 2 hours                          | guarded rollouts' cohort counters (SPEC §9.1) of a feature setting in one wall-clock minute: fields `<selected model>/<prompt version>/<metric>` (requests, errors, apdex, time to first chunk), incremented by every worker once per finished action |
+| `switchboard:rollout:leader`          | string | `3 × SWITCHBOARD_ROLLOUT_CHECK_S`, renewed by its holder | the token of the worker process whose rollout controller leads (`worker.rollout`) |
 
 arq's own keys (`arq:job:*`, `arq:in-progress:*`, `arq:retry:*`, `arq:result:*`) carry arq's TTLs.
 """
@@ -46,6 +48,9 @@ __all__ = [
     "FAILURES",
     "FAILURES_MAXLEN",
     "FAILURES_TTL_S",
+    "COHORT_TTL_S",
+    "cohort",
+    "ROLLOUT_LEADER",
 ]
 
 PREFIX = "switchboard"
@@ -102,3 +107,13 @@ FAILURES_TTL_S = 24 * 3600
 def stats(minute: int) -> str:
     """Counts of the wall-clock minute `minute` (unix time // 60)."""
     return f"{PREFIX}:stats:{minute}"
+
+
+# Guarded rollouts (SPEC §9.1): the cohort counters outlive the longest window the controller reads.
+COHORT_TTL_S = 2 * 3600
+ROLLOUT_LEADER = f"{PREFIX}:rollout:leader"
+
+
+def cohort(feature_setting: str, minute: int) -> str:
+    """Cohort counters of `feature_setting` in the wall-clock minute `minute` (unix time // 60)."""
+    return f"{PREFIX}:cohort:{feature_setting}:{minute}"

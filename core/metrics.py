@@ -11,6 +11,12 @@ The failed actions behind the error ratio are kept too, the last `keys.FAILURES_
 (`record_failure`, `recent_failures`), with their reason: the user-facing text and the error's class, never
 the user's input, the prompt or a provider's own text.
 
+The cohort counters of guarded rollouts (SPEC §9.1) are the exception: the controller compares the new
+model's (or prompt version's) cohort with the old one's from the counts of every worker, so each finished
+action adds its own in Redis at once (`record_cohort`: one Lua call, one round trip), per feature setting,
+selected model and prompt version, per wall-clock minute; `read_cohorts` sums a window of minutes. They
+live here, not in the worker, so that the web process's `/admin` page can read them too.
+
 The completion SLI keeps GitLab's names (`gitlab_sli_llm_completion_*`): the error ratio is
 `error_total / total`, the apdex `apdex_success_total / apdex_total`, with a completion satisfactory when it
 answered within `APDEX_THRESHOLD_S`.
@@ -18,14 +24,18 @@ answered within `APDEX_THRESHOLD_S`.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections import Counter as Tally
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
+from typing import Any, cast
 
 import orjson
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from core import keys
 
@@ -62,6 +72,11 @@ __all__ = [
     "Failure",
     "record_failure",
     "recent_failures",
+    "Cohort",
+    "CohortCounts",
+    "TTFC_BUCKETS_MS",
+    "record_cohort",
+    "read_cohorts",
 ]
 
 log = logging.getLogger(__name__)
@@ -240,3 +255,121 @@ async def recent_failures(redis: Redis, limit: int = keys.FAILURES_MAXLEN) -> li
         except (orjson.JSONDecodeError, TypeError):
             continue
     return failures
+
+
+# Upper bounds of the cohorts' time-to-first-chunk buckets (one more bucket above the last).
+TTFC_BUCKETS_MS = (500, 1_000, 2_000, 5_000, 10_000)
+_SEPARATOR = "/"  # in neither model identifiers nor prompt version constraints
+_FIELDS = ("requests", "errors", "apdex_ok", "ttfc_ms", "ttfc_count")
+
+
+@dataclass(frozen=True, slots=True)
+class Cohort:
+    """Who answered an action, as a guarded rollout compares them: the feature setting, the model the
+    selection chose (not a fallback, not the mock) and the prompt version constraint in force."""
+
+    feature_setting: str
+    model: str
+    prompt_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class CohortCounts:
+    """A cohort's counts over a window: finished actions (`requests`), those that ended in a user-facing
+    error, the answered ones within `APDEX_THRESHOLD_S` from enqueue, and the time to first chunk (sum in
+    milliseconds, count, and per bucket of `TTFC_BUCKETS_MS`)."""
+
+    requests: int = 0
+    errors: int = 0
+    apdex_ok: int = 0
+    ttfc_ms: int = 0
+    ttfc_count: int = 0
+    ttfc_buckets: tuple[int, ...] = (0,) * (len(TTFC_BUCKETS_MS) + 1)
+
+    def __add__(self, other: CohortCounts) -> CohortCounts:
+        return CohortCounts(
+            self.requests + other.requests, self.errors + other.errors, self.apdex_ok + other.apdex_ok,
+            self.ttfc_ms + other.ttfc_ms, self.ttfc_count + other.ttfc_count,
+            tuple(a + b for a, b in zip(self.ttfc_buckets, other.ttfc_buckets, strict=True)),
+        )
+
+    @property
+    def answered(self) -> int:
+        return self.requests - self.errors
+
+    def ttfc_p95_ms(self) -> int | None:
+        """The upper bound of the bucket that holds the 95th percentile (None: no measure, or above the
+        last bound)."""
+        seen = 0
+        for bound, count in zip((*TTFC_BUCKETS_MS, None), self.ttfc_buckets, strict=True):
+            seen += count
+            if self.ttfc_count and seen >= 0.95 * self.ttfc_count:
+                return bound
+        return None
+
+    def as_dict(self) -> dict[str, object]:
+        return {**{name: getattr(self, name) for name in _FIELDS}, "ttfc_p95_ms": self.ttfc_p95_ms()}
+
+
+# HINCRBY every (field, amount) pair of ARGV[2..], then the key's expiry ARGV[1]: one command per action.
+_COUNT_SCRIPT = """
+for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+_COUNT_SHA = hashlib.sha1(_COUNT_SCRIPT.encode()).hexdigest()
+
+
+def _bucket(milliseconds: int) -> int:
+    for index, bound in enumerate(TTFC_BUCKETS_MS):
+        if milliseconds <= bound:
+            return index
+    return len(TTFC_BUCKETS_MS)
+
+
+async def record_cohort(
+    redis: Redis, cohort: Cohort, *, ok: bool, seconds: float, first_chunk_s: float | None, now: float | None = None
+) -> None:
+    """Count one finished action of `cohort`: answered (`ok`) or ended in a user-facing error, `seconds`
+    from enqueue to its final message (apdex, as `record_completion`), and its time to first chunk when a
+    chunk came. One round trip (EVALSHA; the script is loaded on the first call after a Redis restart)."""
+    prefix = f"{cohort.model}{_SEPARATOR}{cohort.prompt_version}{_SEPARATOR}"
+    increments: list[str | int] = [prefix + "requests", 1]
+    if not ok:
+        increments += [prefix + "errors", 1]
+    elif seconds <= APDEX_THRESHOLD_S:
+        increments += [prefix + "apdex_ok", 1]
+    if first_chunk_s is not None:
+        milliseconds = round(first_chunk_s * 1000)
+        increments += [prefix + "ttfc_ms", milliseconds, prefix + "ttfc_count", 1,
+                       f"{prefix}ttfc_b{_bucket(milliseconds)}", 1]
+    key = keys.cohort(cohort.feature_setting, int((time.time() if now is None else now) // 60))
+    arguments = [str(value) for value in (key, keys.COHORT_TTL_S, *increments)]
+    try:
+        await cast("Awaitable[Any]", redis.evalsha(_COUNT_SHA, 1, *arguments))  # redis-py types sync and async alike
+    except NoScriptError:
+        await cast("Awaitable[Any]", redis.eval(_COUNT_SCRIPT, 1, *arguments))  # loads it for the next calls
+
+
+async def read_cohorts(
+    redis: Redis, feature_setting: str, since: float, until: float
+) -> dict[tuple[str, str], CohortCounts]:
+    """The counts of `feature_setting` in the minutes from `since` to `until` (unix times; both minutes
+    included, at most the `keys.COHORT_TTL_S` the counters live), by (selected model, prompt version). One
+    round trip."""
+    last = int(until // 60)
+    first = max(int(since // 60), last - keys.COHORT_TTL_S // 60)
+    async with redis.pipeline(transaction=False) as pipe:
+        for minute in range(first, last + 1):
+            pipe.hgetall(keys.cohort(feature_setting, minute))
+        minutes = await pipe.execute()
+    raw: dict[tuple[str, str], dict[str, int]] = {}
+    for counts in minutes:
+        for field, amount in counts.items():
+            model, version, metric = field.decode().split(_SEPARATOR)
+            tally = raw.setdefault((model, version), {})
+            tally[metric] = tally.get(metric, 0) + int(amount)
+    return {cohort: CohortCounts(
+        **{name: tally.get(name, 0) for name in _FIELDS},
+        ttfc_buckets=tuple(tally.get(f"ttfc_b{index}", 0) for index in range(len(TTFC_BUCKETS_MS) + 1)),
+    ) for cohort, tally in raw.items()}

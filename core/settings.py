@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     )
     docs_dir: Path | None = Field(None, validation_alias=_env("SWITCHBOARD_DOCS_DIR"))
 
+    # Guarded rollouts (SPEC §9.1): how often the leading worker's controller checks the running rollouts
+    # (a dead leader is replaced within about three checks).
+    rollout_check_s: float = Field(10.0, gt=0, validation_alias=_env("SWITCHBOARD_ROLLOUT_CHECK_S"))
+
     @property
     def database(self) -> str:
         """The SQLAlchemy URL in force: `DATABASE_URL`, else SQLite under the data directory."""

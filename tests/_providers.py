@@ -6,14 +6,16 @@ Switchboard's clients use, scriptable per test.
 - Gemini `POST /v1beta/models/<m>:streamGenerateContent?alt=sse` (Vertex AI's path too);
 - OpenAI-compatible `POST /v1/chat/completions` with `stream: true`.
 
-`fake_llm.script(Reply(...), ...)` sets what the next requests get, in order; the last reply repeats.
+`fake_llm.script(Reply(...), ...)` sets what the next requests get, in order; the last reply repeats;
+`fake_llm.fail_model(name)` makes every request for one provider model name fail whatever the script (a
+new model that is broken, for guarded rollouts).
 A reply streams `deltas` with `usage`, then the `tool_calls` it makes (`ToolUse`: its JSON arguments split
 over several events, as each provider streams them: Anthropic `tool_use` blocks with `input_json_delta`s,
 OpenAI `delta.tool_calls` fragments then `finish_reason: tool_calls`, Gemini `functionCall` parts), or fails
 with `status` (and `headers` such as `retry-after`), and can
 be slow before its first byte, slow between chunks, cut mid-way (the connection drops), end early without
 the provider's stop event, carry a malformed event, or an in-stream error event. `fake_llm.requests` records
-what was asked. The server runs under uvicorn in a thread, on a free port of 127.0.0.1, once per session.
+what was asked, and `fake_llm.peak_in_flight` the most requests it was answering at once. The server runs under uvicorn in a thread, on a free port of 127.0.0.1, once per session.
 """
 
 from __future__ import annotations
@@ -93,6 +95,15 @@ class FakeLLM:
         self._lock = threading.Lock()
         self._replies: list[Reply] = [Reply()]
         self._requests: list[Seen] = []
+        self._failing: dict[str, int] = {}
+        self._in_flight = 0
+        self.peak_in_flight = 0
+
+    def fail_model(self, name: str, status: int = 500) -> None:
+        """Requests for the provider model `name` (the body's `model`, or in the path for Gemini and Vertex
+        AI) get `status`."""
+        with self._lock:
+            self._failing[name] = status
 
     def script(self, *replies: Reply) -> None:
         with self._lock:
@@ -102,6 +113,8 @@ class FakeLLM:
         with self._lock:
             self._replies = [Reply()]
             self._requests = []
+            self._failing = {}
+            self.peak_in_flight = 0
 
     @property
     def requests(self) -> list[Seen]:
@@ -111,9 +124,38 @@ class FakeLLM:
     def _next(self, seen: Seen) -> Reply:
         with self._lock:
             self._requests.append(seen)
+            model = seen.body.get("model")
+            for name, status in self._failing.items():
+                if name == model or f"/models/{name}:" in seen.path:
+                    return Reply(status=status)
             return self._replies.pop(0) if len(self._replies) > 1 else self._replies[0]
 
+    def _count(self, change: int) -> None:
+        with self._lock:
+            self._in_flight += change
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+
+    async def _tracked(self, events: AsyncIterator[str]) -> AsyncIterator[str]:
+        try:
+            async for event in events:
+                yield event
+        finally:
+            self._count(-1)
+
     async def handle(self, request: Request) -> Response:
+        self._count(1)
+        try:
+            response = await self._answer(request)
+        except BaseException:
+            self._count(-1)
+            raise
+        if isinstance(response, StreamingResponse):
+            response.body_iterator = self._tracked(response.body_iterator)
+        else:
+            self._count(-1)
+        return response
+
+    async def _answer(self, request: Request) -> Response:
         path = request.url.path
         try:
             body = json.loads(await request.body() or b"{}")

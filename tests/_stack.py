@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,11 +30,17 @@ from sqlalchemy.engine import make_url
 from core.db import create_engine
 from tests._redis import free_port, redis_db_url
 
-__all__ = ["Stack", "stack"]
+__all__ = ["PROVIDER_ENV", "Stack", "provider_stack", "stack"]
 
 _POSTGRES = os.environ.get("TEST_DATABASE_URL") or None
 _BACKENDS = ["sqlite", "postgresql"] if _POSTGRES else ["sqlite"]
 LEASE_S = 2.0
+# What a developer's shell may set that would send a test's processes to real providers or another Redis.
+PROVIDER_ENV = (
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI",
+    "GOOGLE_CLOUD_PROJECT", "ANTHROPIC_VERTEX_BASE_URL", "SWITCHBOARD_OPENAI_COMPATIBLE_BASE_URL",
+    "SWITCHBOARD_DEFAULT_MODEL", "SWITCHBOARD_MOCK_MODEL_RESPONSES", "SWITCHBOARD_GOOGLE_BASE_URL", "REDIS_URL",
+)
 
 
 @dataclass
@@ -74,6 +81,43 @@ class Stack:
     def cli(self, *args: str) -> str:
         """`switchboard ARGS` against this stack; its stdout."""
         return _cli(list(args), self.env)
+
+
+@contextmanager
+def provider_stack(
+    redis_server: str, anthropic_url: str, data: Path, *, redis_db: int, workers: int = 1, **env: str
+) -> Iterator[Stack]:
+    """A web and `workers` worker processes on SQLite with the mock model off, talking to a fake Anthropic
+    server at `anthropic_url` (tests/_providers.py); `env` adds settings."""
+    redis_url = redis_db_url(redis_server, redis_db)
+    SyncRedis.from_url(redis_url).flushdb()
+    full = {k: v for k, v in os.environ.items() if k not in PROVIDER_ENV}
+    full.update(
+        REDIS_URL=redis_url,
+        DATABASE_URL=f"sqlite+aiosqlite:///{data / 'switchboard.db'}",
+        SWITCHBOARD_DATA_DIR=str(data),
+        SWITCHBOARD_AI_ACTION_RATE_LIMIT="0",
+        SWITCHBOARD_RETRY_BASE_DELAY_S="0.01",
+        SWITCHBOARD_POLL_DELAY_S="0.05",  # a deferred retry is picked up at the next poll
+        PYTHONUNBUFFERED="1",
+        ANTHROPIC_API_KEY="sk-ant-e2e",
+        ANTHROPIC_BASE_URL=anthropic_url,
+        **env,
+    )
+    _cli(["db", "upgrade"], full)
+    seed = json.loads(_cli(["seed", "--json"], full))
+    port = free_port()
+    web = _spawn(["web", "--port", str(port)], full, data / "web.log")
+    worker = _spawn(["worker"], full, data / "worker.log")
+    stack = Stack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/api/graphql", full, seed, data, web, worker)
+    for number in range(2, workers + 1):
+        stack.start_worker(f"worker-{number}")
+    try:
+        _wait_ready(stack.url, [web, worker, *stack.extra], data)
+        yield stack
+    finally:
+        for process in [*stack.extra, worker, web]:
+            _stop(process)
 
 
 def _cli(args: list[str], env: dict[str, str]) -> str:

@@ -15,7 +15,8 @@ could not be published no more chunks are (the ids a subscriber saw stay contigu
 published by `worker.pipeline`, carries the whole answer.
 
 `Answer` holds what was answered so far, so that a request stopped midway (`aiActionCancel`) still ends with
-the content its subscribers saw.
+the content its subscribers saw. An `Answer` with `publish=False` is answered for nobody (`switchboard eval`
+runs items through this code): no chunk and no tool progress is published.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class Answer:
     started: float = field(default_factory=time.perf_counter)
     first_chunk_s: float | None = None
     chunks_lost: bool = False
+    publish: bool = True  # False: neither chunks nor tool progress go out (an evaluation run answers no subscriber)
 
     @property
     def content(self) -> str:
@@ -267,7 +269,7 @@ async def _chunk(
     if state.first_chunk_s is None:
         state.first_chunk_s = round(time.perf_counter() - state.started, 4)
         FIRST_CHUNK_SECONDS.labels(feature.key).observe(state.first_chunk_s)
-    if not routes or state.chunks_lost:
+    if not routes or state.chunks_lost or not state.publish:
         return
     chunk = AiMessage(record.request_id, "assistant", content=delta, chunk_id=len(state.parts), thread_id=record.thread_id)
     try:
@@ -287,7 +289,8 @@ async def _run(
     signature = orjson.dumps([call.name, call.arguments], option=orjson.OPT_SORT_KEYS)
     entry: dict[str, object] = {"name": call.name, "input": dict(call.arguments), "status": "STARTED"}
     summary = progress_text(tool, call.arguments) if tool else f"Using {call.name}"
-    await _progress(deps, record, feature, summary, entry)
+    if state.publish:
+        await _progress(deps, record, feature, summary, entry)
     started = time.perf_counter()
     if tool is None:
         offered = ", ".join(t.name for t in toolbox.offered)
@@ -306,7 +309,8 @@ async def _run(
     state.sources += [source for source in result.sources if source not in state.sources]
     log.info("tool_called", extra={"request_id": record.request_id, "tool": call.name, "status": result.status,
                                    "duration_ms": entry["durationMs"], **expanded(tool_input=dict(call.arguments))})
-    await _progress(deps, record, feature, summary, entry)
+    if state.publish:
+        await _progress(deps, record, feature, summary, entry)
     return result
 
 

@@ -9,6 +9,11 @@ A job may run more than once (a retry, or another worker taking over from one th
 message is guarded in Redis, so a second run after the final is a no-op, and a run that restarts a stream
 restarts its chunks at 1.
 
+Every request that ends here with its answer or its user-facing error is counted once, by the run that
+published its final message: the completion SLI (`core.metrics.record_completion`) and the guarded
+rollouts' cohort counters (`core.metrics.record_cohort`, one Redis round trip, with the model the selection
+chose); refusals and cancels are not completions.
+
 A request stopped by `aiActionCancel` (`worker.cancel`): a job that starts (or retries) after the cancel
 runs no model and ends with an empty cancelled final; a running one stops its model call when the cancel
 reaches this process's listener (`ctx["cancellations"]`; absent in inline execution).
@@ -29,11 +34,11 @@ from arq import Retry
 from core.actions import ActionRecord
 from core.errors import ProviderError, user_facing_text
 from core.logs import EXPANDED_FLAG, expanded, expanded_logging
-from core.metrics import Failure, record_completion, record_failure, record_refusal
+from core.metrics import Failure, record_cohort, record_completion, record_failure, record_refusal
 from core.redis import record_owner
 from worker.cancel import Cancellations, job_start, record_cancelled
 from worker.deps import Deps, build_deps
-from worker.pipeline import execute, publish_cancelled, publish_failure
+from worker.pipeline import Measured, execute, publish_cancelled, publish_failure
 
 __all__ = ["InlineRunner", "run_action", "run_inline", "MAX_TRIES", "MAX_RETRY_DELAY_S", "retry_delay"]
 
@@ -80,9 +85,10 @@ async def _run(deps: Deps, record: ActionRecord, job_try: int, stop: asyncio.Eve
     if job_try > MAX_TRIES:
         await _failed(deps, record, None, job_try - 1)
         return "gave up"
+    measured = Measured()
     try:
         with expanded_logging(record.flags.get(EXPANDED_FLAG, False)):
-            outcome = await execute(deps, record, attempt=job_try - 1, stop=stop)
+            outcome = await execute(deps, record, attempt=job_try - 1, stop=stop, measured=measured)
     except asyncio.CancelledError:
         raise
     except ProviderError as exc:
@@ -95,26 +101,28 @@ async def _run(deps: Deps, record: ActionRecord, job_try: int, stop: asyncio.Eve
             "request_id": record.request_id, "feature": record.feature, "try": job_try, "error": type(exc).__name__,
             "provider": exc.provider, "status": exc.status, "detail": exc.loggable_detail,
             **expanded(record.flags.get(EXPANDED_FLAG, False), provider_detail=exc.detail)})
-        await _failed(deps, record, exc, job_try)
+        await _failed(deps, record, exc, job_try, measured)
         return "failed"
     except Exception as exc:  # anything else ends the request with a user-facing error, never a raw one
         log.exception("completion failed", extra={"request_id": record.request_id})
-        await _failed(deps, record, exc, job_try)
+        await _failed(deps, record, exc, job_try, measured)
         return "failed"
     if outcome == "refused":  # an answer, but no completion: the SLI does not count it
         record_refusal(record.feature)
     elif outcome == "answered":
-        _ended(record, ok=True)
+        await _ended(deps, record, measured, ok=True)
     return outcome
 
 
-async def _failed(deps: Deps, record: ActionRecord, exc: Exception | None, tries: int) -> None:
-    """End the request with its user-facing error, count it, and keep it with its reason for `/admin`
-    (`core.metrics.record_failure`). No `exc`: every try of the job ended without a result (workers died
-    mid-job)."""
+async def _failed(
+    deps: Deps, record: ActionRecord, exc: Exception | None, tries: int, measured: Measured | None = None
+) -> None:
+    """End the request with its user-facing error, count it (unless another run had published its final), and keep it
+    with its reason for `/admin` (`core.metrics.record_failure`). No `exc`: every try of the job ended
+    without a result (workers died mid-job)."""
     text = user_facing_text(exc)
-    await publish_failure(deps, record, text)
-    _ended(record, ok=False)
+    if await publish_failure(deps, record, text):
+        await _ended(deps, record, measured, ok=False)
     provider = exc if isinstance(exc, ProviderError) else None
     await record_failure(deps.redis, Failure(
         at=time.time(), request_id=record.request_id, feature=record.feature, error=text,
@@ -124,10 +132,19 @@ async def _failed(deps: Deps, record: ActionRecord, exc: Exception | None, tries
     ))
 
 
-def _ended(record: ActionRecord, *, ok: bool) -> None:
-    """The completion SLI (`core.metrics`): counted once per request, when its final message went out
-    (a refusal is not a completion, and a run that found the final published already counts nothing)."""
-    record_completion(record.feature, ok=ok, seconds=time.time() - record.enqueued_at)
+async def _ended(deps: Deps, record: ActionRecord, measured: Measured | None, *, ok: bool) -> None:
+    """The completion SLI and the cohort counters (`core.metrics`): counted once per request, when its final
+    message went out (a refusal is not a completion, and a run that found the final published already counts
+    nothing). A cohort count that fails is logged; it never fails the request."""
+    seconds = time.time() - record.enqueued_at
+    record_completion(record.feature, ok=ok, seconds=seconds)
+    if measured is None or measured.cohort is None:  # no model was called
+        return
+    try:
+        await record_cohort(deps.redis, measured.cohort, ok=ok, seconds=seconds,
+                            first_chunk_s=measured.answer.first_chunk_s if measured.answer else None)
+    except Exception as exc:
+        log.warning("cohort_not_counted", extra={"request_id": record.request_id, "error": type(exc).__name__})
 
 
 async def run_inline(ctx: dict[str, Any], settings: Any, redis: Any, record_json: str) -> str:

@@ -16,14 +16,15 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from catalogue import Feature, get_feature
-from catalogue.selection import models_to_call, resolve_model
+from catalogue.selection import models_to_call, resolve_model, resolve_prompt_version
 from chat import conversations
 from core.actions import ActionRecord
 from core.errors import AGENT_STEP_LIMIT, AI_NOT_PERMITTED
-from core.metrics import INPUT_TOKENS, OUTPUT_TOKENS
+from core.metrics import INPUT_TOKENS, OUTPUT_TOKENS, Cohort
 from core.redis import REDIS_UNAVAILABLE
 from subscriptions.messages import AiMessage
 from worker.agent import Answer, answer, routes_of
@@ -34,7 +35,7 @@ from worker.llm import Usage
 from worker.prompt_variables import prompt_variables
 from worker.usage import record_usage
 
-__all__ = ["execute", "publish_failure", "publish_cancelled", "Outcome", "FINAL_PUBLISH_PATIENCE_S"]
+__all__ = ["execute", "publish_failure", "publish_cancelled", "Measured", "Outcome", "FINAL_PUBLISH_PATIENCE_S"]
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +48,35 @@ Outcome = Literal["answered", "refused", "cancelled", "answered before"]
 _T = TypeVar("_T")
 
 
-async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0, stop: asyncio.Event | None = None) -> Outcome:
+@dataclass
+class Measured:
+    """What a run tells its caller for the rollouts' cohort counters (`worker.jobs` counts once the final
+    message is out, answer or error): the cohort, set when the model is about to be called (None: no model
+    call, as for a refusal or a chat command), and the answer so far (its time to first chunk)."""
+
+    cohort: Cohort | None = None
+    answer: Answer | None = None
+
+
+async def execute(
+    deps: Deps, record: ActionRecord, *, attempt: int = 0, stop: asyncio.Event | None = None,
+    measured: Measured | None = None,
+) -> Outcome:
     """Run the request; when `stop` is set (`worker.cancel`), the model call stops and the final message
-    carries what was streamed so far, marked cancelled."""
+    carries what was streamed so far, marked cancelled. `measured` is filled for the caller, also when an
+    error propagates."""
     feature = get_feature(record.feature)
     verdict = await deps.gate.recheck(deps.sessions, record)
+    selection = await deps.selection.get()
     choice = resolve_model(
-        deps.catalogue, feature.feature_setting, selection=await deps.selection.get(), namespace_paths=verdict.namespace_paths,
+        deps.catalogue, feature.feature_setting, selection=selection, namespace_paths=verdict.namespace_paths,
         flags=record.flags, default_model=deps.settings.default_model, secrets=deps.secrets,
     ) if verdict else None
     if choice is None or choice.model is None or verdict.principal is None:  # refused, or the feature's provider is disabled by the admin
         refusal = AiMessage(record.request_id, "assistant", errors=(AI_NOT_PERMITTED,))
         return "refused" if await _publish_final(deps, record, feature, refusal) else "answered before"
+    if (version := resolve_prompt_version(feature, selection, record.flags)) != feature.prompt_version:
+        feature = feature.model_copy(update={"prompt_version": version})  # a prompt rollout holds this actor
     variables = await prompt_variables(deps.sessions, feature, record)
     models = models_to_call(deps.catalogue, feature, choice, mock=deps.settings.use_mock_model)
     state = Answer()
@@ -72,6 +90,9 @@ async def execute(deps: Deps, record: ActionRecord, *, attempt: int = 0, stop: a
                            toolbox=turn.toolbox)
     else:
         answering = answer(deps, feature, record, models, variables, state, attempt=attempt)
+    if measured is not None:
+        measured.cohort = Cohort(feature.feature_setting, choice.model.identifier, feature.prompt_version)
+        measured.answer = state
     try:
         await until_cancelled(stop, answering)
     except RequestCancelled:
@@ -129,10 +150,10 @@ async def _publish_answer(
     return published
 
 
-async def publish_failure(deps: Deps, record: ActionRecord, text: str) -> None:
-    """End the request with a user-facing error (no-op when its final message is out already)."""
+async def publish_failure(deps: Deps, record: ActionRecord, text: str) -> bool:
+    """End the request with a user-facing error (no-op, False, when its final message is out already)."""
     feature = get_feature(record.feature)
-    await _publish_final(deps, record, feature, AiMessage(record.request_id, "assistant", errors=(text,), thread_id=record.thread_id))
+    return await _publish_final(deps, record, feature, AiMessage(record.request_id, "assistant", errors=(text,), thread_id=record.thread_id))
 
 
 async def publish_cancelled(

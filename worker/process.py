@@ -14,6 +14,8 @@
   running and resumes by itself when Redis is back.
 - **Cancels** (`worker.cancel`): one pub/sub connection per process, started with the worker, tells its
   running jobs that `aiActionCancel` stopped them.
+- **Guarded rollouts** (`worker.rollout`): the rollout controller's timer, every
+  `SWITCHBOARD_ROLLOUT_CHECK_S`; one worker process leads at a time (not in burst mode).
 - **Monitoring** (`worker.monitor`): Prometheus `/metrics` on its own port, queue sampling, the per-minute
   counters of `/admin`, a heartbeat in `keys.WORKERS`, and arq's health-check key (`switchboard worker --check`).
 """
@@ -40,6 +42,7 @@ from worker.cancel import Cancellations
 from worker.deps import build_deps
 from worker.jobs import MAX_TRIES, run_action
 from worker.monitor import HEALTH_CHECK_INTERVAL_S, Monitor
+from worker.rollout import Controller
 
 __all__ = ["SwitchboardWorker", "build_worker", "expire_chat_threads"]
 
@@ -159,13 +162,21 @@ async def expire_chat_threads(ctx: dict[str, Any]) -> int:
 
 
 async def _startup(ctx: dict[str, Any]) -> None:
-    ctx["deps"] = build_deps(ctx["settings"], ctx["redis"])
+    deps = ctx["deps"] = build_deps(ctx["settings"], ctx["redis"])
     cancellations = Cancellations(ctx["redis"])
     await cancellations.start()
     ctx["cancellations"] = cancellations
+    worker: SwitchboardWorker | None = ctx.get("worker")
+    if worker is not None and not worker.burst:  # a burst worker drains the queue and leaves
+        controller = Controller(deps.sessions, deps.redis, interval_s=deps.settings.rollout_check_s)
+        ctx["rollouts"] = asyncio.create_task(controller.run(), name="switchboard-rollout-controller")
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    rollouts: asyncio.Task[None] | None = ctx.pop("rollouts", None)
+    if rollouts is not None:
+        rollouts.cancel()
+        await asyncio.gather(rollouts, return_exceptions=True)
     worker: SwitchboardWorker | None = ctx.get("worker")
     if worker is not None:
         await worker.monitor.stopped()

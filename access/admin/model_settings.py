@@ -38,6 +38,7 @@ __all__ = [
     "delete_self_hosted_model",
     "incompatible",
     "not_found",
+    "reset_instance_setting",
     "update_instance_setting",
     "update_namespace_setting",
     "update_self_hosted_model",
@@ -60,15 +61,17 @@ def incompatible(ref: str, feature: str) -> str:
     return f"Selected model '{ref}' is not compatible with the feature '{feature}'"
 
 
-async def audit(session: AsyncSession, author: Principal | None, action: str, target: str,
+async def audit(session: AsyncSession, author: Principal | str | None, action: str, target: str,
                 before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+    """One audit entry; `author` is the user who made the change, or the name of what made it (the
+    rollout `controller`; None: the command line)."""
+    name = author.username if isinstance(author, Principal) else (author or "cli")
     session.add(ModelSelectionAuditEvent(
-        author_id=author.user_id if author else None, author_name=author.username if author else "cli",
+        author_id=author.user_id if isinstance(author, Principal) else None, author_name=name,
         action=action, target=target, before=before, after=after,
     ))
     await session.flush()
-    log.info("model_selection_changed", extra={"action": action, "target": target,
-                                               "author": author.username if author else None})
+    log.info("model_selection_changed", extra={"action": action, "target": target, "author": name})
 
 
 def _instance_state(row: FeatureSettingChoice | None) -> dict[str, Any] | None:
@@ -116,6 +119,19 @@ async def update_instance_setting(
     await session.flush()
     await audit(session, author, "instance_feature_setting_updated", feature, before, _instance_state(row))
     return []
+
+
+async def reset_instance_setting(session: AsyncSession, author: Principal | str | None, feature: str) -> bool:
+    """Forget the instance admin's choice for `feature`: the catalogue's defaults (and rollouts) apply again.
+    False when there was none."""
+    row = await session.scalar(select(FeatureSettingChoice).where(FeatureSettingChoice.feature == feature))
+    if row is None:
+        return False
+    before = _instance_state(row)
+    await session.delete(row)
+    await session.flush()
+    await audit(session, author, "instance_feature_setting_reset", feature, before, None)
+    return True
 
 
 async def update_namespace_setting(

@@ -1,6 +1,7 @@
 """Deterministic demo data (SPEC §11): users, the `gitlab-duo` group tree with Duo and experiments on, a
 private project with an issue (three human notes and a system note), a confidential issue, a merge request
-with its diff, an epic, a vulnerability, and Duo add-ons for the mode: on SaaS bought for `gitlab-duo`, on a
+with its diff, an epic, a vulnerability, the discussions the evaluation datasets are about
+(`access.admin.seed_discussions`: more issues and merge requests with comments), and Duo add-ons for the mode: on SaaS bought for `gitlab-duo`, on a
 self-managed instance for the instance (which also turns beta and experimental features on). alice holds a
 Duo Enterprise seat, bob a Duo Pro seat; carol holds none and mallory is no member.
 
@@ -11,6 +12,7 @@ On a seeded database nothing new is created and IDs are kept (settings left as a
 only fresh tokens are issued (earlier ones stay valid), except those the caller hands back through `reuse`
 while they are still valid (`switchboard run` keeps its demo tokens across runs). Seeding again in the other mode adds that mode's
 purchases. Like `access.admin.accounts`, `seed` flushes but does not commit: the caller owns the transaction.
+`seeded_resources` reads the document's `resources` back without creating anything (evaluation runs).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from access.admin.accounts import DEFAULT_SCOPES, create_token
+from access.admin.seed_discussions import FIRST_NOTE_ID, ISSUES, MERGE_REQUESTS, Discussion, note_times
 from access.entitlement import Mode
 from access.tokens import hash_token, principals_by_digest
 from core.ids import GlobalID
@@ -45,7 +48,7 @@ from core.tables import (
     Vulnerability,
 )
 
-__all__ = ["seed"]
+__all__ = ["seed", "seeded_resources"]
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +155,7 @@ async def seed(session: AsyncSession, *, mode: Mode = "self_managed", reuse: Map
     project = await _ensure(session, Project, id=1, group_id=top.id, path="test", name="Test", visibility=private)
     issue, confidential = await _issues(session, project, users)
     merge_request, epic, vulnerability = await _other_resources(session, top, project, users)
+    discussions = await _discussions(session, project, users)
     await _duo(session, mode, top, users)
     await _advance_sequences(session)
     tokens = await _still_valid(session, {name: t for name, t in (reuse or {}).items() if name in users})
@@ -171,8 +175,38 @@ async def seed(session: AsyncSession, *, mode: Mode = "self_managed", reuse: Map
             "merge_request": str(GlobalID("MergeRequest", merge_request.id)),
             "epic": str(GlobalID("Epic", epic.id)),
             "vulnerability": str(GlobalID("Vulnerability", vulnerability.id)),
+            "project": str(GlobalID("Project", project.id)),
+            **discussions,
         },
     }
+
+
+async def seeded_resources(session: AsyncSession) -> dict[str, str]:
+    """The seed document's `resources` as they are in the database (found by natural key; nothing is
+    created, no token issued), for an evaluation run to resolve its items' resources; keys whose row is
+    missing are left out."""
+    project = await session.scalar(
+        select(Project).join(Group, Group.id == Project.group_id).where(Group.full_path == "gitlab-duo", Project.path == "test")
+    )
+    top = await session.scalar(select(Group).where(Group.full_path == "gitlab-duo"))
+    if project is None or top is None:
+        return {}
+    wanted: list[tuple[str, type[Base], dict[str, Any]]] = [
+        ("issue", Issue, {"project_id": project.id, "iid": 1}),
+        ("confidential_issue", Issue, {"project_id": project.id, "iid": 2}),
+        ("merge_request", MergeRequest, {"project_id": project.id, "iid": 1}),
+        ("epic", Epic, {"group_id": top.id, "iid": 1}),
+        ("vulnerability", Vulnerability, {"project_id": project.id, "title": _VULNERABILITY["title"]}),
+        ("project", Project, {"id": project.id}),
+    ]
+    wanted += [(entry.key, Issue, {"project_id": project.id, "iid": entry.id}) for entry in ISSUES]
+    wanted += [(entry.key, MergeRequest, {"project_id": project.id, "iid": entry.id}) for entry in MERGE_REQUESTS]
+    found = {}
+    for key, model, where in wanted:  # in the seed document's order
+        row_id = await session.scalar(select(model.id).filter_by(**where))  # type: ignore[attr-defined]
+        if row_id is not None:
+            found[key] = str(GlobalID(model.__name__, row_id))
+    return found
 
 
 async def _still_valid(session: AsyncSession, reuse: Mapping[str, str]) -> dict[str, str]:
@@ -231,6 +265,29 @@ async def _other_resources(
     await _notes(session, "Epic", epic.id, [(*n, False) for n in _EPIC_NOTES], users, first_id=7)
     vulnerability = await _ensure(session, Vulnerability, id=1, project_id=project.id, **_VULNERABILITY)
     return merge_request, epic, vulnerability
+
+
+async def _discussions(session: AsyncSession, project: Project, users: dict[str, User]) -> dict[str, str]:
+    """The issues and merge requests of `seed_discussions` with their notes; their `resources` entries."""
+    resources: dict[str, str] = {}
+    note_id = FIRST_NOTE_ID
+    kinds: tuple[tuple[type[Issue] | type[MergeRequest], tuple[Discussion, ...]], ...] = (
+        (Issue, ISSUES), (MergeRequest, MERGE_REQUESTS),
+    )
+    for model, entries in kinds:
+        for entry in entries:
+            values = {"project_id": project.id, "iid": entry.id, "title": entry.title, "description": entry.description,
+                      "author_id": users[entry.author].id, "created_at": entry.opened}
+            if model is MergeRequest:
+                values |= {"source_branch": entry.branch, "target_branch": "main", "diff": entry.diff}
+            row = await _ensure(session, model, id=entry.id, **values)
+            for (author, body), written in zip(entry.notes, note_times(entry), strict=True):
+                username = author.removeprefix("system:")
+                await _ensure(session, Note, id=note_id, noteable_type=model.__name__, noteable_id=row.id,
+                              author_id=users[username].id, body=body, system=author != username, created_at=written)
+                note_id += 1
+            resources[entry.key] = str(GlobalID(model.__name__, row.id))
+    return resources
 
 
 async def _notes(

@@ -280,7 +280,7 @@ class ChatMutation:
     @strawberry.mutation(description="Delete one of the caller's conversation threads and its messages.")
     async def delete_conversation_thread(
         self, info: Info, input: DeleteConversationThreadInput  # noqa: A002 - GitLab's argument name
-    ) -> DeleteConversationThreadPayload:
+    ) -> DeleteConversationThreadPayload | None:  # nullable, as GitLab's: an error here must not null a sibling aiAction
         principal = _caller(info, WRITE_SCOPES)
         thread = conversations.thread_pk(input.thread_id)
         assert thread is not None
@@ -292,7 +292,7 @@ class ChatMutation:
     @strawberry.mutation(description="Feedback on one of the caller's AI answers (thumbs, and what to improve).")
     async def duo_user_feedback(
         self, info: Info, input: DuoUserFeedbackInput  # noqa: A002 - GitLab's argument name
-    ) -> DuoUserFeedbackPayload:
+    ) -> DuoUserFeedbackPayload | None:  # nullable, as GitLab's (see above)
         principal = _caller(info, WRITE_SCOPES)
         event = _event(input.tracking_event)
         async with info.context.services.sessions() as session, session.begin():

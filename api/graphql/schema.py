@@ -1,5 +1,6 @@
 """The GraphQL schema: queries, the `aiAction` mutation (inputs generated from the catalogue), chat conversations
-(`api.graphql.chat`), model selection (`api.graphql.model_selection`, `api.graphql.instance_models`) and the
+(`api.graphql.chat`), model selection (`api.graphql.model_selection`, `api.graphql.instance_models`), guarded
+migrations (`api.graphql.rollouts`) and the
 `aiCompletionResponse` subscription."""
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from api.graphql.model_selection import (
 )
 from api.graphql.mutations import Refusals, build_mutation
 from api.graphql.queries import Query
+from api.graphql.rollouts import RolloutMutation, RolloutQuery
 from core.errors import SwitchboardError
 from subscriptions.execution import EventExecutionContext
 from subscriptions.scalars import SCALAR_MAP
@@ -54,8 +56,9 @@ class _Schema(strawberry.Schema):
 def build_schema() -> strawberry.Schema:
     documents = DocumentCache()
     return _Schema(
-        query=merge_types("Query", (Query, NamespaceSelectionQuery, InstanceSelectionQuery, ChatQuery, ChatResourcesQuery)),
-        mutation=merge_types("Mutation", (build_mutation(), CancelMutation, NamespaceSelectionMutation, InstanceSelectionMutation, ChatMutation)),
+        query=merge_types("Query", (Query, NamespaceSelectionQuery, InstanceSelectionQuery, RolloutQuery, ChatQuery, ChatResourcesQuery)),
+        mutation=merge_types("Mutation", (build_mutation(), CancelMutation, NamespaceSelectionMutation, InstanceSelectionMutation,
+                                                   RolloutMutation, ChatMutation)),
         subscription=Subscription,
         extensions=[
             # Size and cost limits before parsing and validation cost anything; frontends send the same few

@@ -1,7 +1,8 @@
 """The status page at `/admin` (issue 6): for an administrator, at a glance, over the last hour — queue depth,
 throughput and error ratio as small charts, apdex per feature, the models that answered, the live workers,
 the recent failed actions behind the error ratio with their reason (`core.metrics.recent_failures`) and the
-running model migrations. It reloads itself every `REFRESH_S` seconds (a `<meta http-equiv=refresh>`;
+guarded migrations running or ended in the last day, with the controller's last check. It reloads itself
+every `REFRESH_S` seconds (a `<meta http-equiv=refresh>`;
 `/admin?refresh=0` turns it off, with a link on the page), and has a Sign out button (`POST /admin/sign-out`
 clears the session cookie).
 
@@ -19,15 +20,19 @@ import asyncio
 import html
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from access.admin import rollouts
+from access.admin.rollouts import RolloutView
 from access.tokens import Principal, hash_token
 from api.auth import principal_for, principal_for_digest, token_from_headers
 from api.rest.health import live_workers
+from api.services import Services
 from core import keys
 from core.metrics import Failure, recent_failures, sample_queue
 from core.secrets import SecretBox, session_box
@@ -137,16 +142,63 @@ def _failure_rows(failures: list[Failure]) -> str:
     ) or '<tr><td colspan="7">no failed request</td></tr>'
 
 
-def _migration_rows(migrations: list[dict[str, str]]) -> str:
-    return "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(migration.get(key, '')))}</td>" for key in ("setting", "model", "step", "state"))
-        + "</tr>"
-        for migration in migrations
-    ) or '<tr><td colspan="4">no migration running</td></tr>'
+def _span(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _figure(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)
+
+
+def _check_cell(check: dict[str, Any] | None) -> str:
+    """The controller's last check: its decision, then one line per metric (new vs old, the interval of the
+    difference, the verdict)."""
+    if not check:
+        return "<td>not checked yet</td>"
+    decision = str(check.get("decision", "?"))
+    css = {"pass": "ok", "fail": "bad", "inconclusive": "warn"}.get(decision, "")
+    lines = [f'<strong class="{css}">{html.escape(decision)}</strong>']
+    for metric in check.get("metrics") or []:
+        if not isinstance(metric, dict):
+            continue
+        interval = (f" [{_figure(metric.get('low'))}, {_figure(metric.get('high'))}]"
+                    if metric.get("low") is not None or metric.get("high") is not None else "")
+        text = (f"{metric.get('name')}: {_figure(metric.get('new'))} vs {_figure(metric.get('old'))}, "
+                f"Δ {_figure(metric.get('difference'))}{interval} {metric.get('verdict') or ''}")
+        lines.append(html.escape(text.strip()))
+    cohorts = check.get("cohorts")
+    if isinstance(cohorts, dict) and cohorts:
+        sizes = ", ".join(f"{name} {value.get('requests', '?') if isinstance(value, dict) else value}"
+                          for name, value in cohorts.items())
+        lines.append(html.escape(f"requests: {sizes}"))
+    return f'<td>{"<br>".join(lines)}</td>'
+
+
+def _migration_rows(migrations: list[RolloutView]) -> str:
+    rows = []
+    for view in migrations:
+        state = view.state.replace("_", " ") + (" (forced)" if view.forced else "")
+        css = {"rolled_back": "bad", "aborted": "warn", "paused": "warn", "promoted": "ok", "completed": "ok"}.get(view.state, "")
+        reach = f"{view.percentage:g}%" + (f" + {', '.join(view.actors)}" if view.actors else "")
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(f'{view.kind} {view.subject}')}</td>"
+            f'<td class="code">{html.escape(view.from_ref)} → {html.escape(view.to_ref)}</td>'
+            f'<td class="{css}">{html.escape(state)}</td>'
+            f"<td>{html.escape(view.step)} · {html.escape(reach)}</td>"
+            f'<td class="n">{"—" if view.ended else _span(view.time_in_step_s)}</td>'
+            f"{_check_cell(view.last_check)}"
+            f"<td>{html.escape(view.reason or '')}</td>"
+            "</tr>"
+        )
+    return "".join(rows) or '<tr><td colspan="7">no migration running or ended in the last day</td></tr>'
 
 
 def render(stats: HourStats, *, depth_now: int, oldest_age_s: float, workers: dict[str, dict[str, object]],
-           failures: list[Failure] | None = None, migrations: list[dict[str, str]] | None = None,
+           failures: list[Failure] | None = None, migrations: list[RolloutView] | None = None,
            refresh: bool = True, signed_in: bool = False) -> str:
     done, failed = sum(stats.done), sum(stats.failed)
     ratio = failed / done if done else 0.0
@@ -182,7 +234,7 @@ def render(stats: HourStats, *, depth_now: int, oldest_age_s: float, workers: di
 <div class="card" id="apdex"><h2>Apdex per feature (30 s)</h2><table><tr><th>feature</th><th>apdex</th><th>answers</th></tr>{apdex_rows}</table></div>
 <div class="card" id="models"><h2>Models in use</h2><table><tr><th>provider/model</th><th>calls</th></tr>{model_rows}</table></div>
 <div class="card" id="workers"><h2>Workers ({len(workers)} live)</h2><table><tr><th>worker</th><th>jobs now</th></tr>{worker_rows}</table></div>
-<div class="card" id="migrations"><h2>Model migrations running</h2><table><tr><th>setting</th><th>to model</th><th>step</th><th>state</th></tr>{_migration_rows(migrations or [])}</table></div>
+<div class="card wide" id="migrations"><h2>Guarded migrations</h2><table><caption class="sub">Model and prompt migrations running, and those ended in the last day</caption><tr><th scope="col">migration</th><th scope="col">from → to</th><th scope="col">state</th><th scope="col">step · actors</th><th scope="col">in step</th><th scope="col">last check</th><th scope="col">reason</th></tr>{_migration_rows(migrations or [])}</table></div>
 <div class="card wide" id="failures"><h2>Recent failed requests (last {keys.FAILURES_MAXLEN})</h2><table><tr><th>time (UTC)</th><th>request id</th><th>feature</th><th>model</th><th>error class</th><th>tries</th><th>error shown to the user</th></tr>{_failure_rows(failures or [])}</table></div>
 </div></body></html>"""
 
@@ -220,10 +272,10 @@ def _login(status: int, message: str = "") -> HTMLResponse:
     return HTMLResponse(_LOGIN.replace("{message}", note), status_code=status)
 
 
-async def running_migrations(services: object) -> list[dict[str, str]]:
-    """The model and prompt migrations in progress (SPEC §9.1), one dict each (`setting`, `model`, `step`,
-    `state`) for the page's table. None yet: the migrations controller (a later issue) fills this in."""
-    return []
+async def running_migrations(services: Services) -> list[RolloutView]:
+    """The model and prompt migrations (SPEC §9.1) not ended, and those ended in the last day."""
+    async with services.sessions() as session:
+        return await rollouts.status(session)
 
 
 async def _page(request: Request) -> Response:

@@ -27,7 +27,7 @@ from access.admin.flag_changes import BadFlagChange, apply_change, feature_json
 from access.tokens import Principal, auth_failed
 from api.auth import READ_SCOPES, principal_for, token_from_headers
 from api.services import Services
-from catalogue.flags import FLAG_DEFINITIONS
+from catalogue.flags import FLAGS
 
 __all__ = ["features_routes"]
 
@@ -89,7 +89,7 @@ async def _list(request: Request) -> Response:
 async def _definitions(request: Request) -> Response:
     if isinstance(denied := await _admin(request, write=False), Response):
         return denied
-    return JSONResponse([definition.model_dump() for definition in FLAG_DEFINITIONS])
+    return JSONResponse([definition.model_dump() for definition in FLAGS.values()])
 
 
 async def _set(request: Request) -> Response:

@@ -6,7 +6,9 @@
 - `duo`: the instance settings, Duo add-on purchases and their seat assignments;
 - `flags`: feature flags and their gates (Flipper's layout);
 - `model_selection`: instance and namespace model choices, self-hosted models, their audit log;
-- `chat`: Duo Chat threads, their messages, and the feedback on answers.
+- `chat`: Duo Chat threads, their messages, and the feedback on answers;
+- `rollouts`: guarded migrations of models and prompt versions, and their history;
+- `evaluation`: `switchboard eval` runs, their results, and the cache of answers and judgements.
 
 Schema changes go through Alembic (`core/migrations/versions/`); `tests/core/test_db.py` checks that the
 migrations and these models agree. Constraint names follow `Base.metadata.naming_convention`.
@@ -34,6 +36,7 @@ from core.tables.chat import (
     MessageFeedback,
 )
 from core.tables.duo import AddOnAssignment, AddOnPurchase, InstanceSettings
+from core.tables.evaluation import EvalCacheEntry, EvalResult, EvalRun
 from core.tables.flags import FeatureFlag, FeatureGate
 from core.tables.model_selection import (
     PROVIDER_KINDS,
@@ -44,9 +47,15 @@ from core.tables.model_selection import (
 )
 from core.tables.namespaces import Group, Member, PersonalAccessToken, Project, User
 from core.tables.resources import Epic, Issue, MergeRequest, Note, Vulnerability
+from core.tables.rollouts import ACTIVE_STATES, ENDED_STATES, ROLLOUT_KINDS, Rollout, RolloutEvent
 
 __all__ = [
+    "ACTIVE_STATES",
     "ADD_ON_NAMES",
+    "ENDED_STATES",
+    "ROLLOUT_KINDS",
+    "Rollout",
+    "RolloutEvent",
     "AccessLevel",
     "AddOnAssignment",
     "AddOnPurchase",
@@ -55,6 +64,9 @@ __all__ = [
     "ConversationThread",
     "ConversationType",
     "Epic",
+    "EvalCacheEntry",
+    "EvalResult",
+    "EvalRun",
     "FeatureFlag",
     "FeatureGate",
     "FeatureSettingChoice",

@@ -13,7 +13,10 @@ from core.tables import AccessLevel, Issue, Member, Project
 from tests.api.test_chat_conversations import gql
 
 QUERY = "query($first: Int) { aiChatResources(first: $first) { id type title reference } }"
-EVERY = {"issue", "confidential_issue", "merge_request", "epic", "vulnerability"}
+
+def every(seeded: dict) -> set[str]:
+    """Every seeded item the picker may list: all resources but the project."""
+    return {name for name, gid in seeded["resources"].items() if not gid.startswith("gid://gitlab/Project/")}
 
 
 async def listed(services: Services, seeded: dict, user: str, **variables: int) -> list[dict]:
@@ -29,9 +32,11 @@ def names(seeded: dict, items: list[dict]) -> set[str]:
 
 async def test_a_member_with_reporter_or_more_sees_every_seeded_item_with_its_reference(services: Services, seeded: dict) -> None:
     items = await listed(services, seeded, "bob")
-    assert names(seeded, items) == EVERY
+    assert names(seeded, items) == every(seeded)
     by_type = {item["type"]: item for item in items if item["id"] != seeded["resources"]["confidential_issue"]}
-    assert by_type["ISSUE"]["reference"] == "gitlab-duo/test#1"
+    references = {item["id"]: item["reference"] for item in items}
+    assert references[seeded["resources"]["issue"]] == "gitlab-duo/test#1"
+    assert references[seeded["resources"]["issue_without_comments"]] == "gitlab-duo/test#13"
     assert by_type["MERGE_REQUEST"]["reference"].startswith("gitlab-duo/test!")
     assert by_type["EPIC"]["reference"].startswith("gitlab-duo&")
     assert by_type["VULNERABILITY"]["reference"].startswith("gitlab-duo/test/-/security/vulnerabilities/")
@@ -51,12 +56,14 @@ async def test_a_guest_sees_only_what_guests_may_read_and_agrees_with_can_read(s
     items = await listed(services, seeded, "mallory")
     # a guest of a private project: its non-confidential issues, the group's epic; no confidential issue,
     # no merge request (reporter+ in a private project), no vulnerability (developer+)
-    assert names(seeded, items) == {"issue", "epic"}
+    issues = {name for name, gid in seeded["resources"].items() if gid.startswith("gid://gitlab/Issue/")}
+    assert names(seeded, items) == (issues - {"confidential_issue"}) | {"epic"}
     async with services.sessions() as session:
         confidential = await session.get(Issue, GlobalID.parse(seeded["resources"]["confidential_issue"], argument="x").id)
         assert confidential is not None and confidential.title not in {item["title"] for item in items}
         principal = await authenticate(session, seeded["users"]["mallory"]["token"])
-        for name, gid in seeded["resources"].items():  # the list is exactly can_read's answer
+        for name in every(seeded):  # the list is exactly can_read's answer
+            gid = seeded["resources"][name]
             resource = await find_resource(session, GlobalID.parse(gid, argument="x"))
             assert (name in names(seeded, items)) == await can_read(session, principal, resource), name
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
 
@@ -38,6 +38,10 @@ FUZZ = settings(max_examples=int(os.environ.get("SWITCHBOARD_FUZZ_EXAMPLES", "60
 
 @FUZZ
 @given(document=OPERATIONS, user=st.sampled_from(["alice", "bob", "mallory", None]))
+# Found by this test: a failing duoUserFeedback beside an aiAction nulled the whole response (its payload was
+# non-null), so the client never saw the requestId of the action it had enqueued.
+@example(document='mutation { aiAction(input: { chat: { content: "0" } }) { threadId } '
+                  'duoUserFeedback(input: { aiMessageId: "", agentVersionId: "" }) { clientMutationId } }', user="alice")
 async def test_no_generated_operation_gets_an_internal_error(world: World, document: str, user: str | None) -> None:
     principal = None
     if user is not None:

@@ -95,3 +95,52 @@ def test_a_percentage_rollout_moves_that_share_of_actors_and_grows_monotonically
     now = moved(percentage)
     assert abs(len(now) / 4000 - percentage / 100) < 0.03
     assert moved(max(percentage - 10, 0)) <= now  # the same actors stay in as the percentage grows
+
+
+ROLLOUT_FLAG = "model_migration_duo_chat"
+
+
+@pytest.mark.parametrize(("selection", "flags", "model", "source"), [
+    pytest.param(Selection(rollouts={ROLLOUT_FLAG: HAIKU}), {ROLLOUT_FLAG: True}, HAIKU, f"rollout {ROLLOUT_FLAG}",
+                 id="actor in a running rollout"),
+    pytest.param(Selection(rollouts={ROLLOUT_FLAG: HAIKU}), {ROLLOUT_FLAG: False}, SONNET, "catalogue",
+                 id="actor outside the rollout keeps the old model"),
+    pytest.param(Selection(), {ROLLOUT_FLAG: True}, SONNET, "catalogue", id="flag on but no rollout: nothing to follow"),
+    pytest.param(Selection(rollouts={ROLLOUT_FLAG: "no_such_model"}), {ROLLOUT_FLAG: True}, SONNET, "catalogue",
+                 id="a rollout to an unknown model is ignored"),
+    pytest.param(Selection(instance={"duo_chat": TWO_CLAUDES}, rollouts={ROLLOUT_FLAG: HAIKU}), {ROLLOUT_FLAG: True},
+                 SONNET, "instance", id="the instance admin's default wins"),
+    pytest.param(Selection(rollouts={ROLLOUT_FLAG: HAIKU}), {ROLLOUT_FLAG: True, MIGRATION.flag: True}, HAIKU,
+                 f"rollout {ROLLOUT_FLAG}", id="a rollout before a declared migration"),
+    pytest.param(Selection(promoted={("model", "duo_chat"): HAIKU}), {}, HAIKU, "promoted", id="promoted default"),
+    pytest.param(Selection(promoted={("model", "duo_chat"): HAIKU}), {MIGRATION.flag: True}, MIGRATION.model,
+                 f"migration {MIGRATION.flag}", id="a declared migration before the promoted default"),
+])
+def test_guarded_rollouts_in_the_resolution(selection: Selection, flags: dict[str, bool], model: str, source: str) -> None:
+    resolved = resolve(CATALOGUE, selection, "duo_chat", (), flags)
+    assert (resolved.ref, resolved.source) == (model, source)
+
+
+def test_promoted_default_is_above_the_environment_default() -> None:
+    from catalogue.selection import resolve_model
+
+    choice = resolve_model(CATALOGUE, "duo_chat", selection=Selection(promoted={("model", "duo_chat"): HAIKU}),
+                           default_model=GEMINI)
+    assert choice.model is not None and (choice.model.identifier, choice.source) == (HAIKU, "promoted")
+    assert resolve_model(CATALOGUE, "duo_chat", default_model=GEMINI).source == "SWITCHBOARD_DEFAULT_MODEL"
+
+
+def test_prompt_version_resolution() -> None:
+    from catalogue import get_feature
+    from catalogue.features import PromptMigration
+    from catalogue.selection import resolve_prompt_version
+
+    feature = get_feature("explain_code").model_copy(
+        update={"prompt_migrations": (PromptMigration(flag="prompt_migration_explain_code", version="1.0.0"),)}
+    )
+    flag = "prompt_migration_explain_code"
+    assert resolve_prompt_version(feature, Selection(), {}) == feature.prompt_version
+    assert resolve_prompt_version(feature, Selection(), {flag: True}) == "1.0.0"
+    assert resolve_prompt_version(feature, Selection(rollouts={flag: "2.0.0"}), {flag: True}) == "2.0.0"
+    assert resolve_prompt_version(feature, Selection(rollouts={flag: "2.0.0"}), {flag: False}) == feature.prompt_version
+    assert resolve_prompt_version(feature, Selection(promoted={("prompt", "explain_code"): "1.2.0"}), {}) == "1.2.0"

@@ -180,7 +180,7 @@ async def test_readers_work_with_saas_seats(chat: Chat) -> None:
     [
         pytest.param("issue_reader", "#99", ISSUE, id="no-such-issue"),
         pytest.param("issue_reader", "nowhere/test#1", None, id="no-such-project"),
-        pytest.param("merge_request_reader", "gitlab-duo/test!2", None, id="no-such-mr"),
+        pytest.param("merge_request_reader", "gitlab-duo/test!99", None, id="no-such-mr"),
         pytest.param("epic_reader", "gitlab-duo/child&1", None, id="no-such-epic"),
         pytest.param("vulnerability_reader", "99", None, id="no-such-vulnerability"),
         pytest.param("vulnerability_reader", "https://h/gitlab-duo/other/-/security/vulnerabilities/1", None,

@@ -86,6 +86,7 @@ async def test_the_status_page_renders_real_data_in_chromium(stack: Stack) -> No
             assert "chat" in await page.inner_text("#apdex table")
             assert "/" in await page.inner_text("#models table")  # provider/model
             assert "1 live" in (await page.text_content("#workers h2") or "")
+            assert "Model and prompt migrations" in await page.inner_text("#migrations caption")
             await page.screenshot(path=str(stack.logs / "admin.png"), full_page=True)
         finally:
             await browser.close()

@@ -5,8 +5,6 @@ mock), a websocket subscriber, and the fake provider server of `tests._providers
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import uuid
 from collections.abc import Iterator
 
@@ -15,48 +13,17 @@ from redis import Redis as SyncRedis
 
 from tests._client import GraphQLSocket, post
 from tests._providers import FakeLLM, Reply
-from tests._redis import free_port, redis_db_url
-from tests._stack import Stack, _cli, _spawn, _stop, _wait_ready
+from tests._stack import Stack, provider_stack
 
 pytestmark = pytest.mark.timeout(90)
 
 ACTION = "mutation($input: AiActionInput!) { aiAction(input: $input) { requestId errors } }"
-_PROVIDER_ENV = (
-    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI",
-    "GOOGLE_CLOUD_PROJECT", "ANTHROPIC_VERTEX_BASE_URL", "SWITCHBOARD_OPENAI_COMPATIBLE_BASE_URL",
-    "SWITCHBOARD_DEFAULT_MODEL", "SWITCHBOARD_MOCK_MODEL_RESPONSES",
-)
 
 
 @pytest.fixture(scope="module")
 def anthropic_stack(redis_server: str, fake_llm_server: FakeLLM, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    data = tmp_path_factory.mktemp("stack-anthropic")
-    redis_url = redis_db_url(redis_server, 2)
-    SyncRedis.from_url(redis_url).flushdb()
-    env = {k: v for k, v in os.environ.items() if k not in _PROVIDER_ENV}
-    env.update(
-        REDIS_URL=redis_url,
-        DATABASE_URL=f"sqlite+aiosqlite:///{data / 'switchboard.db'}",
-        SWITCHBOARD_DATA_DIR=str(data),
-        SWITCHBOARD_AI_ACTION_RATE_LIMIT="0",
-        SWITCHBOARD_RETRY_BASE_DELAY_S="0.01",
-        SWITCHBOARD_POLL_DELAY_S="0.05",  # a deferred retry is picked up at the next poll
-        PYTHONUNBUFFERED="1",
-        ANTHROPIC_API_KEY="sk-ant-e2e",
-        ANTHROPIC_BASE_URL=fake_llm_server.url,
-    )
-    _cli(["db", "upgrade"], env)
-    seed = json.loads(_cli(["seed", "--json"], env))
-    port = free_port()
-    web = _spawn(["web", "--port", str(port)], env, data / "web.log")
-    worker = _spawn(["worker"], env, data / "worker.log")
-    stack = Stack(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/api/graphql", env, seed, data, web, worker)
-    try:
-        _wait_ready(stack.url, [web, worker], data)
+    with provider_stack(redis_server, fake_llm_server.url, tmp_path_factory.mktemp("stack-anthropic"), redis_db=2) as stack:
         yield stack
-    finally:
-        _stop(worker)
-        _stop(web)
 
 
 async def ask(stack: Stack, input: dict) -> str:
