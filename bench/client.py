@@ -15,8 +15,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
 __all__ = [
-    "GraphQLHttp", "Socket", "open_sockets", "chat_body", "request_id_of", "subscription_query", "wall_time",
-    "parse_timestamp", "close_all",
+    "GraphQLHttp", "Socket", "open_sockets", "chat_body", "action_body", "cancel_body", "CURRENT_USER_BODY",
+    "request_id_of", "subscription_query", "wall_time", "parse_timestamp", "close_all",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,12 +46,28 @@ SUBSCRIPTION = (
 )
 
 
-def subscription_query(user_gid: str, client_subscription_id: str | None = None) -> dict:
-    """The `subscribe` payload for the `{userId, aiAction: CHAT[, clientSubscriptionId]}` route."""
-    variables: dict[str, str] = {"userId": user_gid, "aiAction": "CHAT"}
+# The route of a resource action: `{userId, resourceId[, clientSubscriptionId]}`.
+RESOURCE_SUBSCRIPTION = (
+    "subscription aiCompletionResponse($userId: UserID, $resourceId: AiModelID, $clientSubscriptionId: String) {"
+    " aiCompletionResponse(userId: $userId, resourceId: $resourceId, clientSubscriptionId: $clientSubscriptionId)"
+    f" {{ {FIELDS} }} }}"
+)
+CANCEL = "mutation($input: AiActionCancelInput!) { aiActionCancel(input: $input) { errors } }"
+# An authenticated query that reads one row: SPEC §12's latency yardstick.
+CURRENT_USER_BODY = orjson.dumps({"query": "query { currentUser { id username } }"})
+
+
+def subscription_query(user_gid: str, client_subscription_id: str | None = None, *, resource_id: str | None = None) -> dict:
+    """The `subscribe` payload for the `{userId, aiAction: CHAT[, clientSubscriptionId]}` route, or with
+    `resource_id` for `{userId, resourceId[, clientSubscriptionId]}`."""
+    variables: dict[str, str] = {"userId": user_gid}
+    if resource_id is None:
+        variables["aiAction"] = "CHAT"
+    else:
+        variables["resourceId"] = resource_id
     if client_subscription_id is not None:
         variables["clientSubscriptionId"] = client_subscription_id
-    return {"query": SUBSCRIPTION, "variables": variables}
+    return {"query": SUBSCRIPTION if resource_id is None else RESOURCE_SUBSCRIPTION, "variables": variables}
 
 
 def chat_body(content: str, client_subscription_id: str | None = None) -> bytes:
@@ -59,6 +75,15 @@ def chat_body(content: str, client_subscription_id: str | None = None) -> bytes:
     if client_subscription_id is not None:
         data["clientSubscriptionId"] = client_subscription_id
     return orjson.dumps({"query": MUTATION, "variables": {"input": data}})
+
+
+def action_body(action_input: dict[str, object]) -> bytes:
+    """An `aiAction` mutation with the given `AiActionInput` (e.g. `{"explainCode": {...}, "clientSubscriptionId": ...}`)."""
+    return orjson.dumps({"query": MUTATION, "variables": {"input": action_input}})
+
+
+def cancel_body(request_id: str) -> bytes:
+    return orjson.dumps({"query": CANCEL, "variables": {"input": {"requestId": request_id}}})
 
 
 def request_id_of(response: dict) -> str:

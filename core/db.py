@@ -216,7 +216,16 @@ def _engine(url: URL, *, pooled: bool, foreign_keys: bool, pool: PoolSize | None
     _make_parent_dir(url)
     engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}, **options)
     event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))
+    event.listen(engine.sync_engine, "handle_error", _sqlite_locked)
     return engine
+
+
+def _sqlite_locked(context: Any) -> None:
+    """SQLite gave up waiting for another writer (`busy_timeout`): the database is overloaded, not broken. The
+    error becomes `Overloaded` (recorded for the web request, so the client gets 503 with Retry-After
+    wherever it was caught), never an internal error."""
+    if "database is locked" in str(context.original_exception):
+        raise _refused(context.original_exception)
 
 
 def _async_driver(url: URL) -> URL:

@@ -56,6 +56,7 @@ class SwitchboardWorker(Worker):
         self.in_progress_timeout_s = job_lease_s  # arq's in-progress key becomes a renewed lease
         self.monitor = Monitor(self, metrics_port)
         self._redis_backoff_s = 0.1
+        self.stop_requested = False  # set with the main task's cancel: a swallowed cancel still stops the polls
         JOBS_IN_FLIGHT.set_function(self.running_jobs)
 
     def running_jobs(self) -> int:
@@ -82,7 +83,7 @@ class SwitchboardWorker(Worker):
             await asyncio.sleep(self._redis_backoff_s)
             self._redis_backoff_s = min(self._redis_backoff_s * 2, 5.0)
         current = asyncio.current_task()
-        if current is not None and current.cancelling():
+        if self.stop_requested or (current is not None and current.cancelling()):
             # The stop's cancellation of the main task was swallowed during the poll (seen when SIGTERM comes
             # at a Redis command's reply: the worker then polled on forever): honour it now.
             raise asyncio.CancelledError()
@@ -115,6 +116,7 @@ class SwitchboardWorker(Worker):
         if running:
             await asyncio.wait(running, timeout=max(0.0, deadline - loop.time()))
         self._hand_back()
+        self.stop_requested = True
         self.main_task and self.main_task.cancel()
         self.on_stop and self.on_stop(signum)
 
@@ -122,6 +124,7 @@ class SwitchboardWorker(Worker):
         """Immediate stop (no grace): every running job is handed back."""
         self.allow_pick_jobs = False
         self._hand_back()
+        self.stop_requested = True
         self.main_task and self.main_task.cancel()
         self.on_stop and self.on_stop(signum)
 
@@ -167,7 +170,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
     await cancellations.start()
     ctx["cancellations"] = cancellations
     worker: SwitchboardWorker | None = ctx.get("worker")
-    if worker is not None and not worker.burst:  # a burst worker drains the queue and leaves
+    if worker is not None and not worker.burst and worker.allow_pick_jobs:  # not a burst worker, nor one stopping
         controller = Controller(deps.sessions, deps.redis, interval_s=deps.settings.rollout_check_s)
         ctx["rollouts"] = asyncio.create_task(controller.run(), name="switchboard-rollout-controller")
 

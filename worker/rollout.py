@@ -129,14 +129,16 @@ class Controller:
         self.leadership = Leadership(redis, LEASE_CHECKS * interval_s, token)
 
     async def run(self) -> None:
-        """The timer: a check every `interval_s` until cancelled; the lock is released on the way out."""
+        """The timer: a check every `interval_s` until cancelled; the lock is released on the way out. The
+        first check waits one interval: a worker stopped while it starts (a deploy, a crash loop) has then
+        touched neither the lock nor the database."""
         try:
             while True:
+                await asyncio.sleep(self.interval_s)
                 try:
                     await self.tick()
                 except Exception as exc:  # Redis or the database away: the next check tries again
                     log.warning("rollout_check_failed", extra={"error": type(exc).__name__, "detail": str(exc)[:200]})
-                await asyncio.sleep(self.interval_s)
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.leadership.release(), 2)

@@ -14,22 +14,22 @@ over each window and divided by the actions finished in it.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import orjson
 from sqlalchemy import insert
 
-from bench.client import GraphQLHttp, Socket, request_id_of, subscription_query
-from bench.meters import CpuMeter, RedisCalls
-from bench.report import Result, percentiles
+from bench.client import GraphQLHttp, Socket, subscription_query
+from bench.load import closed_loop, round_trip_action
+from bench.report import Result
 from bench.stack import HOST, Stack
 from bench.waiters import Finals
 from core.db import create_engine
 from core.tables import ConversationMessage, ConversationThread
 
-__all__ = ["run"]
+__all__ = ["run", "prepare_threads", "TOOL_TURN", "HISTORY"]
 
 CLIENTS = 16
 HISTORY = 40
@@ -41,7 +41,7 @@ async def run(quick: bool) -> Result:
     result = Result("chat")
     duration = 3.0 if quick else 10.0
     with Stack() as stack:
-        threads = await _prepare_threads(stack, count=400 if quick else 1500)
+        threads = await prepare_threads(stack, count=400 if quick else 1500)
         async with asyncio.timeout(4 * duration + 120):
             plain = await _phase(stack, "plain", duration, lambda: _body({"conversationType": "DUO_CHAT"}, "ping"))
             agent = await _phase(stack, "agent", duration, lambda: _body({"threadId": threads.pop()}, TOOL_TURN))
@@ -66,7 +66,7 @@ def _body(extra: dict[str, object], content: str) -> bytes:
     return orjson.dumps({"query": MUTATION, "variables": {"input": {"chat": {"content": content}, **extra}}})
 
 
-async def _prepare_threads(stack: Stack, count: int) -> list[str]:
+async def prepare_threads(stack: Stack, count: int) -> list[str]:
     """`count` threads of alice's with HISTORY messages each, written straight into the stack's database."""
     engine = create_engine(stack.env["DATABASE_URL"])
     user_id = int(stack.gid().rsplit("/", 1)[1])
@@ -93,62 +93,19 @@ async def _prepare_threads(stack: Stack, count: int) -> list[str]:
     return [f"gid://gitlab/Ai::Conversation::Thread/{thread}" for thread in ids]
 
 
-async def _phase(stack: Stack, name: str, duration: float, body: object) -> dict:
+async def _phase(stack: Stack, name: str, duration: float, body: Callable[[], bytes]) -> dict:
     finals = Finals()
     socket = await Socket(stack.ws_url, stack.token(), finals.on_message).open()
     http = GraphQLHttp(HOST, stack.web_port, stack.token(), size=CLIENTS)
-    stop = asyncio.Event()
-    done = failures = 0
-    window: list[float] = []
-    measuring = False
-
-    async def client() -> None:
-        nonlocal done, failures
-        while not stop.is_set():
-            t0 = time.perf_counter()
-            try:
-                request_id = request_id_of(await http.post(body()))  # type: ignore[operator]
-                arrived, message = await finals.wait(request_id, timeout_s=30)
-            except Exception:  # counted; the load goes on
-                failures += 1
-                await asyncio.sleep(0.05)
-                continue
-            if message.get("errors"):
-                failures += 1
-                continue
-            done += 1
-            if measuring:
-                window.append((arrived - t0) * 1000)
-
     try:
         await socket.subscribe([("1", subscription_query(stack.gid()))])
         await asyncio.sleep(0.3)
-        tasks = [asyncio.create_task(client()) for _ in range(CLIENTS)]
-        try:
-            await asyncio.sleep(1.0)  # warm-up
-            meter, calls = CpuMeter(stack), RedisCalls(stack)
-            meter.start()
-            calls.start()
-            measuring = True
-            done_0, t0 = done, time.perf_counter()
-            await asyncio.sleep(duration)
-            done_1, t1 = done, time.perf_counter()
-            measuring = False
-            cpu = meter.stop()
-            redis_calls = calls.stop(per=done_1 - done_0)
-            stop.set()
-            await asyncio.wait_for(asyncio.gather(*tasks), 40)
-        finally:
-            for task in tasks:
-                task.cancel()
+        phase = await closed_loop(stack, round_trip_action(http, finals, body), clients=CLIENTS, duration=duration,
+                                  warmup=1.0)
     finally:
         await socket.close()
         await http.close()
-    actions = max(done_1 - done_0, 1)
-    elapsed = t1 - t0
-    server_cpu = sum(cpu.get(process, 0.0) for process in ("web", "worker", "redis"))  # % of a core
-    return {
-        "phase": name, "actions": done_1 - done_0, "actions_per_s": round(actions / elapsed, 1), "cpu_percent": cpu,
-        "cpu_ms_per_action": round(server_cpu / 100 * elapsed * 1000 / actions, 3),
-        "redis_calls_per_action": redis_calls, "latency_ms": percentiles(window), "failures": failures,
-    }
+    # The chat scenario's CPU per action counts Redis too (web + worker + Redis), as it always has.
+    cpu_ms = phase["cpu_ms_per_action"]
+    server = round(sum(cpu_ms.get(process, 0.0) for process in ("web", "worker", "redis")), 3)
+    return {"phase": name, **phase, "cpu_ms_per_action": server, "cpu_ms_per_action_by_process": cpu_ms}

@@ -219,3 +219,28 @@ async def test_a_full_process_or_a_busy_database_answers_503_with_retry_after(se
             assert (await client.get("/-/health")).status_code == 200
             assert (await client.get("/metrics")).status_code == 200
         assert await answers_right_away(client, seeded)
+
+
+async def test_a_locked_sqlite_database_answers_503_with_retry_after(settings: Settings, seeded: dict) -> None:
+    """Under a chat load (bench `resources`), a thread's INSERT waited past SQLite's busy timeout for another
+    writer and the client got "Internal server error". A writer holding the lock stands in for that load."""
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite's single writer")
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    chat = 'mutation { aiAction(input: {chat: {content: "hi"}, conversationType: DUO_CHAT}) { requestId errors } }'
+    async with serving(settings) as (client, _):
+        alice = _auth(seeded, "alice")
+        assert await answers_right_away(client, seeded)
+        writer = sqlite3.connect(make_url(settings.database_url).database or "", timeout=0)
+        try:
+            writer.execute("BEGIN IMMEDIATE")  # the write lock, held
+            refused = await client.post("/api/graphql", json={"query": chat}, headers=alice)
+            assert _busy(refused) == DATABASE_BUSY, refused.text
+        finally:
+            writer.rollback()
+            writer.close()
+        accepted = (await client.post("/api/graphql", json={"query": chat}, headers=alice)).json()
+        assert accepted["data"]["aiAction"]["errors"] == [] and accepted["data"]["aiAction"]["requestId"]
