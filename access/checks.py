@@ -18,12 +18,12 @@ import logging
 from dataclasses import dataclass, replace
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from access.entitlement import Decision, Entitlements, Mode, Refusal
 from access.flags import FlagStore, actor_id
 from access.ratelimit import AI_ACTION_PERIOD_S, RATE_LIMITED, throttled
-from access.reading import container_of, readable_resource
+from access.reading import Resource, container_of, readable_resource
 from access.tokens import Principal
 from catalogue import Feature, get_feature
 from catalogue.add_ons import requirement
@@ -67,6 +67,7 @@ class Authorization:
     reason: Refusal | str | None = None
     container: Container = None
     principal: Principal | None = None  # the user checked (the worker's re-check loads it for the chat tools)
+    resource: Resource | None = None  # the resource read by check 5 (the worker's prompt describes it)
 
     def __bool__(self) -> bool:
         return self.allowed
@@ -99,10 +100,9 @@ class Gate:
         resource AccessDenied with GitLab's text; a refused entitlement is returned (an answer, not an error)."""
         if not await self.flags_on(principal, feature, session=session):
             raise AccessDenied(FLAG_DISABLED)
-        container = None
-        if resource is not None:
-            container = await container_of(await readable_resource(session, principal, resource))
-        return await self.entitled(session, principal, feature, container)
+        found = await readable_resource(session, principal, resource) if resource is not None else None
+        verdict = await self.entitled(session, principal, feature, await container_of(found))
+        return replace(verdict, resource=found)
 
     async def entitled(self, session: AsyncSession, principal: Principal, feature: Feature, container: Container) -> Authorization:
         """Check 6: Duo enabled where the resource lives, a seat bundling the feature, maturity allowed."""
@@ -133,21 +133,20 @@ class Gate:
             return {}
         return await self.flags.resolve(PUSHED_FLAGS, *actors_of(principal, container), session=session)
 
-    async def recheck(self, sessions: async_sessionmaker[AsyncSession], record: ActionRecord) -> Authorization:
+    async def recheck(self, session: AsyncSession, record: ActionRecord) -> Authorization:
         """The worker's re-check before any model call (SPEC §6): between enqueue and execution a flag may
         have been turned off, the user removed, the resource made unreadable, Duo switched off above it, or
         the seat taken away. Any of these is a refusal (logged as `permission_denied`), never an error."""
         feature = get_feature(record.feature)
-        async with sessions() as session:
-            principal = await self.entitlements.principal(session, record.user_id)
-            if principal is None:
-                return _refused(record, "user gone")
-            try:
-                resource = GlobalID.parse(record.resource, argument="resourceId") if record.resource else None
-                verdict = await self.authorize(session, principal, feature, resource)
-                return replace(verdict, principal=principal)
-            except (AccessDenied, InvalidInput) as exc:
-                return _refused(record, "flag disabled" if str(exc) == FLAG_DISABLED else "resource not readable")
+        principal = await self.entitlements.principal(session, record.user_id)
+        if principal is None:
+            return _refused(record, "user gone")
+        try:
+            resource = GlobalID.parse(record.resource, argument="resourceId") if record.resource else None
+            verdict = await self.authorize(session, principal, feature, resource)
+            return replace(verdict, principal=principal)
+        except (AccessDenied, InvalidInput) as exc:
+            return _refused(record, "flag disabled" if str(exc) == FLAG_DISABLED else "resource not readable")
 
 
 def _refused(record: ActionRecord, reason: str) -> Authorization:

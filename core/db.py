@@ -57,6 +57,7 @@ from sqlalchemy.util import await_only
 
 from core.errors import Overloaded
 from core.settings import Settings
+from core.sqlite import one_hop_dbapi
 
 __all__ = [
     "DATABASE_BUSY",
@@ -214,7 +215,8 @@ def _engine(url: URL, *, pooled: bool, foreign_keys: bool, pool: PoolSize | None
         connect_args = {"timeout": _PG_CONNECT_TIMEOUT_S, "command_timeout": _PG_COMMAND_TIMEOUT_S if pooled else None}
         return create_async_engine(url, connect_args=connect_args, **options)
     _make_parent_dir(url)
-    engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}, **options)
+    engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}, **options,
+                                 **({"module": one_hop_dbapi()} if url.get_driver_name() == "aiosqlite" else {}))
     event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))
     event.listen(engine.sync_engine, "handle_error", _sqlite_locked)
     return engine

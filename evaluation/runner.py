@@ -193,7 +193,8 @@ class Runner:
             record = ActionRecord(
                 request_id=f"eval-{uuid.uuid4().hex}", feature=feature.key, user_id=self.world.principal.user_id,
                 resource=self.world.resource_gid(item.resource) if item.resource else None, inputs=dict(item.input))
-            variables = await prompt_variables(deps.sessions, feature, record)
+            async with deps.sessions() as session:
+                variables = await prompt_variables(session, feature, record)
             toolbox: Toolbox | None = None
             if feature.agent:
                 turn = await chat_turn(deps, feature, record, self.world.principal, [model], variables)

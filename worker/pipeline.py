@@ -66,18 +66,20 @@ async def execute(
     carries what was streamed so far, marked cancelled. `measured` is filled for the caller, also when an
     error propagates."""
     feature = get_feature(record.feature)
-    verdict = await deps.gate.recheck(deps.sessions, record)
-    selection = await deps.selection.get()
-    choice = resolve_model(
-        deps.catalogue, feature.feature_setting, selection=selection, namespace_paths=verdict.namespace_paths,
-        flags=record.flags, default_model=deps.settings.default_model, secrets=deps.secrets,
-    ) if verdict else None
+    selection = await deps.selection.get()  # before the session below: a cache that loads takes its own
+    async with deps.sessions() as session:  # one session re-checks access and reads what the prompt needs
+        verdict = await deps.gate.recheck(session, record)
+        choice = resolve_model(
+            deps.catalogue, feature.feature_setting, selection=selection, namespace_paths=verdict.namespace_paths,
+            flags=record.flags, default_model=deps.settings.default_model, secrets=deps.secrets,
+        ) if verdict else None
+        allowed = choice is not None and choice.model is not None and verdict.principal is not None
+        if allowed and (version := resolve_prompt_version(feature, selection, record.flags)) != feature.prompt_version:
+            feature = feature.model_copy(update={"prompt_version": version})  # a prompt rollout holds this actor
+        variables = await prompt_variables(session, feature, record, verdict.resource) if allowed else {}
     if choice is None or choice.model is None or verdict.principal is None:  # refused, or the feature's provider is disabled by the admin
         refusal = AiMessage(record.request_id, "assistant", errors=(AI_NOT_PERMITTED,))
         return "refused" if await _publish_final(deps, record, feature, refusal) else "answered before"
-    if (version := resolve_prompt_version(feature, selection, record.flags)) != feature.prompt_version:
-        feature = feature.model_copy(update={"prompt_version": version})  # a prompt rollout holds this actor
-    variables = await prompt_variables(deps.sessions, feature, record)
     models = models_to_call(deps.catalogue, feature, choice, mock=deps.settings.use_mock_model)
     state = Answer()
     if feature.agent:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from access.reading import find_resource, resource_notes
+from access.reading import Resource, find_resource, resource_notes
 from catalogue import Feature, InputField
 from core.actions import ActionRecord
 from core.ids import GlobalID
@@ -73,9 +73,10 @@ async def _notes(session: AsyncSession, resource: object) -> tuple[NoteContext, 
     return tuple(notes)
 
 
-async def describe_resource(session: AsyncSession, gid: GlobalID) -> ResourceContext | None:
-    """The resource as prompts see it; None when it does not exist (anymore)."""
-    resource = await find_resource(session, gid)
+async def describe_resource(session: AsyncSession, gid: GlobalID, found: Resource | None = None) -> ResourceContext | None:
+    """The resource as prompts see it (`found`: already loaded by `find_resource`); None when it does not
+    exist (anymore)."""
+    resource = found if found is not None else await find_resource(session, gid)
     if resource is None:
         return None
     base: dict[str, Any] = {"type": gid.type, "gid": str(gid)}
@@ -129,14 +130,14 @@ def _input(field: InputField, value: object) -> object:
 
 
 async def prompt_variables(
-    sessions: async_sessionmaker[AsyncSession], feature: Feature, record: ActionRecord
+    session: AsyncSession, feature: Feature, record: ActionRecord, resource: Resource | None = None
 ) -> dict[str, object]:
     """Every variable the feature's prompt may use (see `catalogue.prompts`); reads the database only when
-    the action is about a resource."""
+    the action is about a resource (`resource`: that resource, already loaded by the access re-check)."""
     variables: dict[str, object] = {field.name: _input(field, record.inputs.get(field.name)) for field in feature.fields}
     variables["current_date"] = datetime.now(UTC).date().isoformat()
     variables["resource"] = None
     if record.resource is not None:
-        async with sessions() as session:
-            variables["resource"] = await describe_resource(session, GlobalID.parse(record.resource, argument="resourceId"))
+        variables["resource"] = await describe_resource(session, GlobalID.parse(record.resource, argument="resourceId"),
+                                                        resource)
     return variables

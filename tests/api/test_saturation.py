@@ -193,7 +193,8 @@ async def test_no_request_or_recheck_holds_a_connection_while_it_waits_for_anoth
                 assert response.status_code == 200 and "errors" not in response.json(), response.text
             record = ActionRecord(request_id=new_request_id(), feature="explain_code", user_id=2,
                                   resource="gid://gitlab/Issue/1", inputs={"code": "x"})
-            assert await services.gate.recheck(services.sessions, record)  # the worker's re-check
+            async with services.sessions() as session:
+                assert await services.gate.recheck(session, record)  # the worker's re-check
         assert most and max(most.values()) == 1, dict(most)
 
 

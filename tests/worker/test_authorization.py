@@ -82,9 +82,11 @@ async def test_the_recheck_reads_fresh_state_per_database(settings: Settings, se
     redis = connect(settings.redis_url or "")
     deps = build_deps(settings, redis)
     try:
-        assert await Gate(deps.flags, deps.entitlements, "self_managed").recheck(deps.sessions, summarize())
-        assert not await Gate(deps.flags, deps.entitlements, "self_managed").recheck(deps.sessions, summarize(user_id=4))  # carol: no seat
-        assert not await Gate(deps.flags, deps.entitlements, "saas").recheck(deps.sessions, summarize())  # alice's seat is the instance's
+        async with deps.sessions() as session:
+            allowed = await Gate(deps.flags, deps.entitlements, "self_managed").recheck(session, summarize())
+            assert allowed and allowed.resource is not None  # the issue read by check 5, for the prompt
+            assert not await Gate(deps.flags, deps.entitlements, "self_managed").recheck(session, summarize(user_id=4))  # carol: no seat
+            assert not await Gate(deps.flags, deps.entitlements, "saas").recheck(session, summarize())  # alice's seat is the instance's
     finally:
         await deps.close()
         await redis.aclose()

@@ -87,7 +87,8 @@ async def test_prompt_variables_give_every_field_and_normalize_objects(database_
     record = ActionRecord(request_id=new_request_id(), feature="chat", user_id=2,
                           inputs={"content": "hi", "current_file": {"file_name": "a.py", "selected_text": "x"}})
     try:
-        variables = await prompt_variables(session_factory(engine), get_feature("chat"), record)
+        async with session_factory(engine)() as session:
+            variables = await prompt_variables(session, get_feature("chat"), record)
     finally:
         await engine.dispose()
     assert variables["resource"] is None and variables["additional_context"] is None
