@@ -11,11 +11,13 @@ The failed actions behind the error ratio are kept too, the last `keys.FAILURES_
 (`record_failure`, `recent_failures`), with their reason: the user-facing text and the error's class, never
 the user's input, the prompt or a provider's own text.
 
-The cohort counters of guarded rollouts (SPEC §9.1) are the exception: the controller compares the new
-model's (or prompt version's) cohort with the old one's from the counts of every worker, so each finished
-action adds its own in Redis at once (`record_cohort`: one Lua call, one round trip), per feature setting,
-selected model and prompt version, per wall-clock minute; `read_cohorts` sums a window of minutes. They
-live here, not in the worker, so that the web process's `/admin` page can read them too.
+The cohort counters of guarded rollouts (SPEC §9.1) are counted the same way, in the worker's own
+`MinuteStats` (`record_cohort`, flushed by its timer within `worker.monitor.INTERVAL_S` and when it stops),
+per feature setting, selected model and prompt version, per wall-clock minute; the controller compares the
+new model's (or prompt version's) cohort with the old one's from the counts of every worker
+(`read_cohorts` sums a window of minutes). A worker killed with SIGKILL loses at most its last interval's
+counts: a sample, not a ledger. They live here, not in the worker, so that the web process's `/admin` page
+can read them too.
 
 The completion SLI keeps GitLab's names (`gitlab_sli_llm_completion_*`): the error ratio is
 `error_total / total`, the apdex `apdex_success_total / apdex_total`, with a completion satisfactory when it
@@ -24,18 +26,14 @@ answered within `APDEX_THRESHOLD_S`.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import Counter as Tally
-from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
-from typing import Any, cast
 
 import orjson
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
 
 from core import keys
 
@@ -141,34 +139,34 @@ JOBS_HANDED_BACK = Counter("switchboard_jobs_handed_back", "Jobs a stopping work
 
 
 class MinuteStats:
-    """Counts per wall-clock minute, added in memory and flushed to Redis (`keys.stats`) by a timer."""
+    """Counts per wall-clock minute, added in memory and flushed to Redis by a timer: the `/admin` page's
+    (`keys.stats`, the default) or any other hash of per-minute counts (`key`, `ttl_s`)."""
 
     def __init__(self) -> None:
-        self._pending: dict[int, Tally[str]] = {}
+        self._pending: dict[tuple[str, int], Tally[str]] = {}
 
-    def add(self, field: str, amount: int = 1) -> None:
-        minute = int(time.time() // 60)
-        tally = self._pending.get(minute)
+    def add(self, field: str, amount: int = 1, *, key: str | None = None, ttl_s: int = keys.STATS_TTL_S) -> None:
+        where = (key if key is not None else keys.stats(int(time.time() // 60)), ttl_s)
+        tally = self._pending.get(where)
         if tally is None:
-            tally = self._pending[minute] = Tally()
+            tally = self._pending[where] = Tally()
         tally[field] += amount
 
     async def flush(self, redis: Redis) -> None:
-        """Write what was counted since the last flush (kept in memory if Redis fails)."""
+        """Write what was counted since the last flush (kept in memory if Redis fails): one round trip."""
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
         try:
             async with redis.pipeline(transaction=False) as pipe:
-                for minute, tally in pending.items():
-                    key = keys.stats(minute)
+                for (key, ttl_s), tally in pending.items():
                     for field, amount in tally.items():
                         pipe.hincrby(key, field, amount)
-                    pipe.expire(key, keys.STATS_TTL_S)
+                    pipe.expire(key, ttl_s)
                 await pipe.execute()
         except Exception:
-            for minute, tally in pending.items():  # try again at the next flush
-                self._pending.setdefault(minute, Tally()).update(tally)
+            for where, tally in pending.items():  # try again at the next flush
+                self._pending.setdefault(where, Tally()).update(tally)
             raise
 
 
@@ -311,15 +309,6 @@ class CohortCounts:
         return {**{name: getattr(self, name) for name in _FIELDS}, "ttfc_p95_ms": self.ttfc_p95_ms()}
 
 
-# HINCRBY every (field, amount) pair of ARGV[2..], then the key's expiry ARGV[1]: one command per action.
-_COUNT_SCRIPT = """
-for i = 2, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
-"""
-_COUNT_SHA = hashlib.sha1(_COUNT_SCRIPT.encode()).hexdigest()
-
-
 def _bucket(milliseconds: int) -> int:
     for index, bound in enumerate(TTFC_BUCKETS_MS):
         if milliseconds <= bound:
@@ -327,28 +316,26 @@ def _bucket(milliseconds: int) -> int:
     return len(TTFC_BUCKETS_MS)
 
 
-async def record_cohort(
-    redis: Redis, cohort: Cohort, *, ok: bool, seconds: float, first_chunk_s: float | None, now: float | None = None
+def record_cohort(
+    counts: MinuteStats, cohort: Cohort, *, ok: bool, seconds: float, first_chunk_s: float | None,
+    now: float | None = None,
 ) -> None:
-    """Count one finished action of `cohort`: answered (`ok`) or ended in a user-facing error, `seconds`
-    from enqueue to its final message (apdex, as `record_completion`), and its time to first chunk when a
-    chunk came. One round trip (EVALSHA; the script is loaded on the first call after a Redis restart)."""
+    """Count one finished action of `cohort` in `counts` (the worker's, flushed to Redis with its other
+    counters every `worker.monitor.INTERVAL_S` and when it stops): answered (`ok`) or ended in a user-facing
+    error, `seconds` from enqueue to its final message (apdex, as `record_completion`), and its time to
+    first chunk when a chunk came. No Redis round trip per action."""
     prefix = f"{cohort.model}{_SEPARATOR}{cohort.prompt_version}{_SEPARATOR}"
-    increments: list[str | int] = [prefix + "requests", 1]
+    increments: list[tuple[str, int]] = [("requests", 1)]
     if not ok:
-        increments += [prefix + "errors", 1]
+        increments.append(("errors", 1))
     elif seconds <= APDEX_THRESHOLD_S:
-        increments += [prefix + "apdex_ok", 1]
+        increments.append(("apdex_ok", 1))
     if first_chunk_s is not None:
         milliseconds = round(first_chunk_s * 1000)
-        increments += [prefix + "ttfc_ms", milliseconds, prefix + "ttfc_count", 1,
-                       f"{prefix}ttfc_b{_bucket(milliseconds)}", 1]
+        increments += [("ttfc_ms", milliseconds), ("ttfc_count", 1), (f"ttfc_b{_bucket(milliseconds)}", 1)]
     key = keys.cohort(cohort.feature_setting, int((time.time() if now is None else now) // 60))
-    arguments = [str(value) for value in (key, keys.COHORT_TTL_S, *increments)]
-    try:
-        await cast("Awaitable[Any]", redis.evalsha(_COUNT_SHA, 1, *arguments))  # redis-py types sync and async alike
-    except NoScriptError:
-        await cast("Awaitable[Any]", redis.eval(_COUNT_SCRIPT, 1, *arguments))  # loads it for the next calls
+    for metric, amount in increments:
+        counts.add(prefix + metric, amount, key=key, ttl_s=keys.COHORT_TTL_S)
 
 
 async def read_cohorts(

@@ -3,7 +3,9 @@
 One Lua call publishes a message atomically: an entry on the shared stream (`keys.FIREHOSE`, read by every
 web process's hub) and an entry with the same ID on each route's own stream (kept for resume). The entry ID
 is the message's cursor. A final message is published at most once per request: the script sets the
-request's final marker first and publishes nothing when it was already set.
+request's final marker first and publishes nothing when it was already set. A route stream's expiry is
+set by a request's first message and renewed by its final one (and messages without a chunk id), not by
+every chunk: a stream lives `replay_ttl_s` after the last final published on it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'r', ARGV[2], 'm', ARGV[1])
 for i = 3, #KEYS do
   redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[4], id, 'm', ARGV[1])
-  redis.call('EXPIRE', KEYS[i], ARGV[5])
+  if ARGV[8] == '1' then redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 end
 return id
 """)
@@ -63,8 +65,9 @@ class Publisher:
             raise ValueError("a message needs at least one route")
         firehose_maxlen, route_maxlen, ttl = self._limits
         call_keys = (keys.FIREHOSE, keys.final(message.request_id), *(keys.route(r) for r in routes))
+        expire = final or message.chunk_id is None or message.chunk_id == 1
         call_args = (orjson.dumps(message.to_wire()), ",".join(routes), firehose_maxlen, route_maxlen, ttl,
-                     "1" if final else "0", str(keys.FINAL_TTL_S))
+                     "1" if final else "0", str(keys.FINAL_TTL_S), "1" if expire else "0")
         call: _Call = (call_keys, call_args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()

@@ -19,6 +19,7 @@ from catalogue.flags import default_enabled
 from catalogue.selection_store import SelectionStore
 from chat.tools import DocumentationIndex, default_paths
 from core.db import create_engine, session_factory
+from core.metrics import MinuteStats
 from core.secrets import SecretBox, secret_box
 from core.settings import Settings
 from subscriptions.messages import markdown_renderer
@@ -42,6 +43,7 @@ class Deps:
     selection: SelectionStore  # model selection settings (SPEC §9), ≤ 5 s old
     secrets: SecretBox  # decrypts registered self-hosted models' API tokens
     circuits: Circuits = field(default_factory=Circuits)
+    cohorts: MinuteStats = field(default_factory=MinuteStats)  # rollout cohort counts, flushed by the monitor
     entitlements: Entitlements = field(default_factory=Entitlements)
     _documentation: asyncio.Task[DocumentationIndex] | None = None
 

@@ -11,8 +11,8 @@ restarts its chunks at 1.
 
 Every request that ends here with its answer or its user-facing error is counted once, by the run that
 published its final message: the completion SLI (`core.metrics.record_completion`) and the guarded
-rollouts' cohort counters (`core.metrics.record_cohort`, one Redis round trip, with the model the selection
-chose); refusals and cancels are not completions.
+rollouts' cohort counters (`core.metrics.record_cohort`, in memory until the monitor's flush, with the
+model the selection chose); refusals and cancels are not completions.
 
 A request stopped by `aiActionCancel` (`worker.cancel`): a job that starts (or retries) after the cancel
 runs no model and ends with an empty cancelled final; a running one stops its model call when the cancel
@@ -110,7 +110,7 @@ async def _run(deps: Deps, record: ActionRecord, job_try: int, stop: asyncio.Eve
     if outcome == "refused":  # an answer, but no completion: the SLI does not count it
         record_refusal(record.feature)
     elif outcome == "answered":
-        await _ended(deps, record, measured, ok=True)
+        _ended(deps, record, measured, ok=True)
     return outcome
 
 
@@ -122,7 +122,7 @@ async def _failed(
     without a result (workers died mid-job)."""
     text = user_facing_text(exc)
     if await publish_failure(deps, record, text):
-        await _ended(deps, record, measured, ok=False)
+        _ended(deps, record, measured, ok=False)
     provider = exc if isinstance(exc, ProviderError) else None
     await record_failure(deps.redis, Failure(
         at=time.time(), request_id=record.request_id, feature=record.feature, error=text,
@@ -132,19 +132,16 @@ async def _failed(
     ))
 
 
-async def _ended(deps: Deps, record: ActionRecord, measured: Measured | None, *, ok: bool) -> None:
-    """The completion SLI and the cohort counters (`core.metrics`): counted once per request, when its final
-    message went out (a refusal is not a completion, and a run that found the final published already counts
-    nothing). A cohort count that fails is logged; it never fails the request."""
+def _ended(deps: Deps, record: ActionRecord, measured: Measured | None, *, ok: bool) -> None:
+    """The completion SLI and the cohort counters (`core.metrics`, counted in memory): once per request,
+    when its final message went out (a refusal is not a completion, and a run that found the final
+    published already counts nothing)."""
     seconds = time.time() - record.enqueued_at
     record_completion(record.feature, ok=ok, seconds=seconds)
     if measured is None or measured.cohort is None:  # no model was called
         return
-    try:
-        await record_cohort(deps.redis, measured.cohort, ok=ok, seconds=seconds,
-                            first_chunk_s=measured.answer.first_chunk_s if measured.answer else None)
-    except Exception as exc:
-        log.warning("cohort_not_counted", extra={"request_id": record.request_id, "error": type(exc).__name__})
+    record_cohort(deps.cohorts, measured.cohort, ok=ok, seconds=seconds,
+                  first_chunk_s=measured.answer.first_chunk_s if measured.answer else None)
 
 
 async def run_inline(ctx: dict[str, Any], settings: Any, redis: Any, record_json: str) -> str:

@@ -1,5 +1,5 @@
 """A worker's monitoring timer: its Prometheus `/metrics` port, queue sampling, the per-minute counters of
-the `/admin` page, and a heartbeat that tells web processes (and operators) which workers are alive.
+the `/admin` page and of the rollouts' cohorts, and a heartbeat that tells web processes (and operators) which workers are alive.
 
 All of it runs every `INTERVAL_S` on one pipeline or two; nothing here runs per job.
 """
@@ -67,7 +67,7 @@ class Monitor:
     async def beat(self) -> None:
         redis = self.worker.pool
         depth, _age = await sample_queue(redis)
-        await STATS.flush(redis)
+        await self._flush(redis)
         beat = orjson.dumps({"beat": time.time(), "jobs": self.worker.running_jobs(), "pid": os.getpid()})
         async with redis.pipeline(transaction=False) as pipe:
             pipe.hset(keys.stats(int(time.time() // 60)), "depth", depth)
@@ -75,12 +75,19 @@ class Monitor:
             pipe.expire(keys.WORKERS, keys.STATS_TTL_S)
             await pipe.execute()
 
+    async def _flush(self, redis: Any) -> None:
+        """The counters of this process: `/admin`'s and the rollouts' cohorts (`Deps.cohorts`)."""
+        await STATS.flush(redis)
+        deps = self.worker.ctx.get("deps")
+        if deps is not None:
+            await deps.cohorts.flush(redis)
+
     async def stopped(self) -> None:
         """On the way out: flush the counters, leave the heartbeat hash, and wake another worker for the
         handed-back jobs."""
         redis = self.worker.pool
         try:
-            await STATS.flush(redis)
+            await self._flush(redis)
             async with redis.pipeline(transaction=False) as pipe:
                 pipe.hdel(keys.WORKERS, self.worker_id)
                 if self.handed_back:

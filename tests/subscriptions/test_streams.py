@@ -47,6 +47,22 @@ async def test_published_messages_replay_in_order_after_a_cursor(redis: ArqRedis
     assert await redis.ttl(keys.route(route)) == 600
 
 
+async def test_a_route_expires_from_a_requests_first_message_and_again_from_its_final(redis: ArqRedis) -> None:
+    pub = publisher(redis, replay_ttl_s=600)
+    route = route_id("gid://gitlab/User/2", ai_action="chat")
+    calls_before = (await redis.info("commandstats")).get("cmdstat_expire", {}).get("calls", 0)
+    await pub.publish(AiMessage("r", "assistant", content="1", chunk_id=1), [route])
+    assert 0 < await redis.ttl(keys.route(route)) <= 600
+    await redis.expire(keys.route(route), 50)  # as if time passed: chunks after the first renew nothing
+    for chunk_id in range(2, 6):
+        await pub.publish(AiMessage("r", "assistant", content=str(chunk_id), chunk_id=chunk_id), [route])
+    assert await redis.ttl(keys.route(route)) <= 50
+    await pub.publish(AiMessage("r", "assistant", content="12345"), [route], final=True)
+    assert await redis.ttl(keys.route(route)) > 50  # the final renews it: replay lasts replay_ttl_s after it
+    calls = (await redis.info("commandstats"))["cmdstat_expire"]["calls"] - calls_before
+    assert calls == 3  # the first chunk, the test's own, the final
+
+
 async def test_a_final_message_is_published_once_per_request(redis: ArqRedis) -> None:
     pub = publisher(redis)
     routes = [route_id("gid://gitlab/User/2", ai_action="chat"), route_id("gid://gitlab/User/2", resource_gid="gid://gitlab/Issue/1")]

@@ -19,7 +19,7 @@ from access.flags import load_state
 from catalogue.flags import model_migration_flag, prompt_migration_flag
 from core import keys
 from core.db import create_engine, session_factory
-from core.metrics import Cohort, read_cohorts, record_cohort
+from core.metrics import Cohort, MinuteStats, read_cohorts, record_cohort
 from core.tables import ModelSelectionAuditEvent, Rollout, RolloutEvent
 from worker.rollout import Controller
 
@@ -66,9 +66,11 @@ async def start(
 
 async def count(redis: ArqRedis, model: str, at: float, *, ok: int = 0, errors: int = 0, version: str = VERSION,
                 ttfc_s: float = 0.4, seconds: float = 1.0) -> None:
+    counts = MinuteStats()  # a worker's, flushed as its monitor does
     for index in range(ok + errors):
-        await record_cohort(redis, Cohort(SETTING, model, version), ok=index < ok, seconds=seconds,
-                            first_chunk_s=ttfc_s if index < ok else None, now=at)
+        record_cohort(counts, Cohort(SETTING, model, version), ok=index < ok, seconds=seconds,
+                      first_chunk_s=ttfc_s if index < ok else None, now=at)
+    await counts.flush(redis)
 
 
 async def rollout_of(sessions: async_sessionmaker[AsyncSession], rollout_id: int) -> Rollout:
