@@ -57,6 +57,7 @@ class SwitchboardWorker(Worker):
         self.monitor = Monitor(self, metrics_port)
         self._redis_backoff_s = 0.1
         self.stop_requested = False  # set with the main task's cancel: a swallowed cancel still stops the polls
+        self._polled: set[bytes] = set()  # the ids `start_jobs` was given at the last poll, less this worker's
         JOBS_IN_FLIGHT.set_function(self.running_jobs)
 
     def running_jobs(self) -> int:
@@ -103,9 +104,20 @@ class SwitchboardWorker(Worker):
                 return
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        """arq re-reads every queued id on each poll, running ones included; skip those it runs already
-        (each would cost a WATCH/EXISTS/ZSCORE round trip to find out)."""
-        await super().start_jobs([job_id for job_id in job_ids if job_id.decode() not in self.tasks])
+        """arq re-reads every queued id on each poll, running ones included, and spends four round trips
+        (WATCH, EXISTS, ZSCORE, UNWATCH) on each to find out that it runs. Skip the ids this worker runs; of
+        the others, those seen at the previous poll too are most likely running on another worker: one
+        pipelined EXISTS of their in-progress keys finds out (a new id goes straight to arq's race)."""
+        candidates = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
+        seen, self._polled = self._polled, set(candidates)
+        again = [job_id for job_id in candidates if job_id in seen]
+        if again:
+            async with self.pool.pipeline(transaction=False) as pipe:
+                for job_id in again:
+                    pipe.exists(in_progress_key_prefix + job_id.decode())
+                held = {job_id for job_id, exists in zip(again, await pipe.execute(), strict=True) if exists}
+            candidates = [job_id for job_id in candidates if job_id not in held]
+        await super().start_jobs(candidates)
 
     async def _wait_for_tasks_to_complete(self, signum: Any) -> None:
         """After SIGTERM: give running jobs `shutdown_grace_s`, then hand the rest back (replaces arq's)."""

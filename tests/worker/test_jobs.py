@@ -136,6 +136,33 @@ async def test_a_running_job_holds_a_short_lease_that_its_worker_renews(settings
     assert [m.content for m in await stream(settings) if m.final] == ["slow"]
 
 
+async def test_a_job_running_on_another_worker_is_checked_with_one_exists_not_a_watch_per_poll(
+    settings: Settings, seeded: dict
+) -> None:
+    record = chat("held elsewhere")
+    job_id = record.request_id.encode()
+    redis = connect(settings.redis_url or "")
+    worker = build_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
+    await enqueue_action(redis, record)
+    await redis.set(in_progress_key_prefix + record.request_id, b"1", px=60_000)  # another worker's lease
+
+    async def watches_in_one_poll() -> int:
+        before = (await redis.info("commandstats")).get("cmdstat_watch", {}).get("calls", 0)
+        await worker.start_jobs([job_id])
+        return (await redis.info("commandstats")).get("cmdstat_watch", {}).get("calls", 0) - before
+
+    try:
+        # arq's race for a new id (one WATCH); after that, the held id costs no WATCH/EXISTS/ZSCORE/UNWATCH
+        assert [await watches_in_one_poll() for _ in range(3)] == [1, 0, 0]
+        assert worker.tasks == {}
+        await redis.delete(in_progress_key_prefix + record.request_id)  # that worker died; its lease ran out
+        await asyncio.wait_for(worker.main(), 10)
+    finally:
+        await worker.close()
+        await redis.aclose()
+    assert [m.content for m in await stream(settings) if m.final] == ["echo: held elsewhere"]
+
+
 async def test_a_usage_record_that_fails_does_not_turn_the_answer_into_an_error(settings: Settings, seeded: dict) -> None:
     redis = connect(settings.redis_url or "")
     deps = build_deps(settings, redis)
