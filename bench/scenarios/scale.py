@@ -269,6 +269,7 @@ def _model(phase_a: dict, phase_b: dict, entry: dict[str, float], webs: int) -> 
     per_web = m * entry["entry_bytes"] + x * entry["reply_header_bytes"]  # f: bytes one hub reads per action
     rest = a["bytes_out"] - per_web  # n + p·m
     c = (1000 * a["redis_cpu_ms"] - a["command_usec"]) / a["round_trips"] if a["round_trips"] else 0.0
+    c_b = (1000 * b["redis_cpu_ms"] - b["command_usec"]) / b["round_trips"] if b["round_trips"] else 0.0
     more = (webs - 1) * x  # XREAD calls (and round trips) the other webs add per action
     predicted = {
         "bytes_out": rest + webs * per_web,
@@ -287,6 +288,8 @@ def _model(phase_a: dict, phase_b: dict, entry: dict[str, float], webs: int) -> 
     web_worker_ms = phase_a["cpu_ms_per_action"].get("web + worker", 0.0)
     return {
         "a": a, "b": b, "m": m, "x": x, "xread_usec_per_call": round(u_xread, 2), "c_usec_per_round_trip": round(c, 2),
+        "c_usec_per_round_trip_fitted_on_b": round(c_b, 2),
+        "round_trips_per_s": {"a": round(a["round_trips"] * a["actions_per_s"]), "b": round(b["round_trips"] * b["actions_per_s"])},
         "bytes_per_web": round(per_web, 1), "bytes_rest": round(rest, 1),
         "predicted_b": {k: round(v, 3) for k, v in predicted.items()},
         "error_percent": {k: _error(v, b[k]) for k, v in predicted.items()},
@@ -327,6 +330,10 @@ def _report(result: Result, phase_a: dict, phase_b: dict, model: dict[str, Any])
     result.add("model fitted on A: e (bytes per firehose entry read), n + p·m, c (µs per round trip), XREAD µs",
                f"e = {result.details['firehose_entry']['entry_bytes']:.0f} B; n + p·m = {model['bytes_rest']:,.0f} B; "
                f"c = {model['c_usec_per_round_trip']:.1f} µs; XREAD {model['xread_usec_per_call']:.1f} µs per call")
+    rts = model["round_trips_per_s"]
+    result.add("c (Redis µs per round trip besides command time) fitted on A / on B, at round trips/s",
+               f"{model['c_usec_per_round_trip']:.1f} / {model['c_usec_per_round_trip_fitted_on_b']:.1f} µs at "
+               f"{rts['a']:,} / {rts['b']:,} per s (a busier Redis serves more sockets per event-loop turn)")
     claims = model["arq_claims_b_minus_a"]
     result.add("arq job claims per action (WATCH; > 1 = workers losing the race for the same job)",
                f"A {a['watch']:.2f}, B {b['watch']:.2f}: B's extra claims and polls cost {claims['commands']:.1f} "
