@@ -1,4 +1,4 @@
-"""`python -m bench [all|latency|throughput|chat|resources|streams|subscriptions] [--quick]` (also `make bench`).
+"""`python -m bench [all|latency|throughput|chat|resources|streams|subscriptions|scale] [--quick]` (also `make bench`).
 
 Each scenario starts its own private redis-server, SQLite database, web and worker process, measures, and
 stops them. Prints a Markdown table and writes JSON to bench/results/latest.json (quick runs:
@@ -20,7 +20,7 @@ from bench import profile
 from bench.report import RESULTS_DIR, Result, machine, markdown, write_json
 from bench.stack import GC_STATS, raise_fd_limit
 
-SCENARIOS = ("latency", "throughput", "chat", "resources", "streams", "subscriptions")
+SCENARIOS = ("latency", "throughput", "chat", "resources", "streams", "subscriptions", "scale")
 
 
 def _load(name: str):  # noqa: ANN202 - the scenario's run()

@@ -42,9 +42,14 @@ def round_trip_action(http: GraphQLHttp, finals: Finals, body: Callable[[], byte
     return act
 
 
-async def closed_loop(stack: Stack, act: Act, *, clients: int, duration: float, warmup: float) -> dict[str, Any]:
+async def closed_loop(stack: Stack, act: Act, *, clients: int, duration: float, warmup: float,
+                      names: tuple[str, ...] | None = None,
+                      probe: Callable[[], dict[str, float]] | None = None) -> dict[str, Any]:
     """Run the load; figures of the measured window (per action: CPU ms per process, Redis commands and
-    round trips; actions/s; latency percentiles in ms; failures with the first few texts)."""
+    round trips; actions/s; latency percentiles in ms; failures with the first few texts).
+
+    `names`: the stack's processes whose CPU is metered (default web, worker, redis). `probe`: read at the
+    window's start and end; its deltas per action are returned under "probe_per_action"."""
     stop = asyncio.Event()
     done = 0
     failures: list[str] = []
@@ -69,7 +74,8 @@ async def closed_loop(stack: Stack, act: Act, *, clients: int, duration: float, 
     tasks = [asyncio.create_task(client()) for _ in range(clients)]
     try:
         await asyncio.sleep(warmup)
-        meter, calls = CpuMeter(stack), RedisCalls(stack)
+        meter, calls = CpuMeter(stack, names), RedisCalls(stack)
+        probed = probe() if probe else {}
         meter.start()
         calls.start()
         measuring = True
@@ -80,6 +86,7 @@ async def closed_loop(stack: Stack, act: Act, *, clients: int, duration: float, 
         cpu_percent = meter.stop()
         actions = done_1 - done_0
         redis_calls = calls.stop(per=actions)
+        probed = {key: value - probed.get(key, 0) for key, value in probe().items()} if probe else {}
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
     finally:
@@ -100,6 +107,7 @@ async def closed_loop(stack: Stack, act: Act, *, clients: int, duration: float, 
         "redis_calls_per_action": redis_calls,
         "redis_commands_processed_per_action": round(calls.commands_processed / per, 1),
         "redis_round_trips_per_action": None if calls.round_trips is None else round(calls.round_trips / per, 1),
+        "probe_per_action": {key: value / per for key, value in probed.items()},
         "latency_ms": percentiles(window),
         "failures_in_window": failed_1 - failed_0,
         "failures": len(failures),
