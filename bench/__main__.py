@@ -1,4 +1,5 @@
-"""`python -m bench [all|latency|throughput|chat|resources|streams|subscriptions|scale] [--quick]` (also `make bench`).
+"""`python -m bench [all|latency|throughput|chat|resources|streams|subscriptions|scale] [--quick]` (also `make bench`);
+`python -m bench soak [--minutes N]`, the soak run, only when named.
 
 Each scenario starts its own private redis-server, SQLite database, web and worker process, measures, and
 stops them. Prints a Markdown table and writes JSON to bench/results/latest.json (quick runs:
@@ -21,6 +22,7 @@ from bench.report import RESULTS_DIR, Result, machine, markdown, write_json
 from bench.stack import GC_STATS, raise_fd_limit
 
 SCENARIOS = ("latency", "throughput", "chat", "resources", "streams", "subscriptions", "scale")
+EXPLICIT = ("soak",)  # run only when named: not part of `all`
 
 
 def _load(name: str):  # noqa: ANN202 - the scenario's run()
@@ -48,7 +50,7 @@ async def _wait_quiet(max_wait_s: float, busy_limit: float = 25.0) -> float:
         print(f"bench: machine busy ({busy:.0f} % of a core); waiting for it to calm down", file=sys.stderr, flush=True)
 
 
-async def _run(names: list[str], quick: bool, wait_quiet_s: float) -> list[Result]:
+async def _run(names: list[str], quick: bool, wait_quiet_s: float, minutes: float = 10.0) -> list[Result]:
     results = []
     for name in names:
         busy = await _wait_quiet(wait_quiet_s)
@@ -56,7 +58,8 @@ async def _run(names: list[str], quick: bool, wait_quiet_s: float) -> list[Resul
               file=sys.stderr, flush=True)
         profile.scenario(name)
         try:
-            result = await _load(name)(quick)
+            options = {"minutes": minutes} if name == "soak" else {}
+            result = await _load(name)(quick, **options)
         except (KeyboardInterrupt, asyncio.CancelledError):
             raise
         except Exception as exc:  # one failed scenario is reported, the others still run
@@ -96,13 +99,13 @@ def _merge(path, results: list[Result]) -> list[Result]:
     results = [good_before.get(r.scenario, r) if r.error else r for r in results]
     fresh = {r.scenario for r in results}
     kept = [Result.from_dict(r) for r in old if r.get("scenario") not in fresh]
-    order = {name: i for i, name in enumerate(SCENARIOS)}
+    order = {name: i for i, name in enumerate((*SCENARIOS, *EXPLICIT))}
     return sorted(kept + results, key=lambda r: order.get(r.scenario, 99))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description="Switchboard benchmarks (SPEC §12)")
-    parser.add_argument("scenario", nargs="?", default="all", choices=("all", *SCENARIOS))
+    parser.add_argument("scenario", nargs="?", default="all", choices=("all", *SCENARIOS, *EXPLICIT))
     parser.add_argument("--quick", action="store_true", help="a short smoke run (smaller counts, shorter windows)")
     parser.add_argument("--profile", default="", metavar="PROCS",
                         help="py-spy the given processes (web,worker) in each measured window; see bench/profile.py")
@@ -112,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run web and worker under bench.gcprobe and report garbage-collector pauses")
     parser.add_argument("--gc-tune", action="store_true",
                         help="with --gc-stats: what-if gc.freeze() after start-up and gc threshold 10,000 (not the product)")
+    parser.add_argument("--minutes", type=float, default=10.0, metavar="N",
+                        help="soak: minutes of load (default 10; fractions allowed)")
     parser.add_argument("--no-write", action="store_true", help="do not write the JSON results file")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -123,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     GC_STATS["tune"] = args.gc_tune
     names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     try:
-        results = asyncio.run(_run(names, args.quick, args.wait_quiet))
+        results = asyncio.run(_run(names, args.quick, args.wait_quiet, args.minutes))
     except KeyboardInterrupt:
         print("bench: interrupted; processes stopped", file=sys.stderr)
         return 130

@@ -77,6 +77,8 @@ class Stack:
     """Use as a context manager: `with Stack() as stack: ...`."""
 
     worker: bool = True
+    # Redis with an append-only file in the workdir, so that `restart_redis()` keeps the data (soak).
+    redis_persistent: bool = False
     env_overrides: dict[str, str] = field(default_factory=dict)
     workdir: Path = field(init=False)
     redis_port: int = field(init=False, default=0)
@@ -134,12 +136,7 @@ class Stack:
 
     def _start(self) -> None:
         self.redis_port = free_port()
-        self.processes["redis"] = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.redis_port), "--bind", HOST, "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"), "--maxclients", "20000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )
-        self._wait_redis()
+        self._start_redis()
         self.env = {
             **os.environ,
             "REDIS_URL": self.redis_url,
@@ -157,8 +154,34 @@ class Stack:
         self.web_port = free_port()
         self.processes["web"] = self.spawn("web", [*self._cli_for("web"), "web", "--host", HOST, "--port", str(self.web_port)])
         if self.worker:
-            self.processes["worker"] = self.spawn("worker", [*self._cli_for("worker"), "worker"])
+            self.processes["worker"] = self.spawn("worker", self.worker_argv("worker"))
         self._wait_web()
+
+    def _start_redis(self) -> None:
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if self.redis_persistent else ["--appendonly", "no"]
+        self.processes["redis"] = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.redis_port), "--bind", HOST, "--save", "", *persistence,
+             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"), "--maxclients", "20000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+        self._wait_redis()
+
+    def restart_redis(self) -> float:
+        """Stop Redis with SHUTDOWN (which writes the append-only file) and start it again on the same port and
+        directory; returns the seconds it did not answer. Needs `redis_persistent`, else the data is gone."""
+        if not self.redis_persistent:
+            raise RuntimeError("restart_redis needs Stack(redis_persistent=True)")
+        t0 = time.monotonic()
+        with socket.create_connection((HOST, self.redis_port), timeout=10) as s:
+            s.sendall(b"SHUTDOWN\r\n")
+            s.recv(64)  # nothing on success: the server closes the connection once the file is written
+        self.processes["redis"].wait(30)
+        self._start_redis()
+        return time.monotonic() - t0
+
+    def worker_argv(self, name: str) -> list[str]:
+        """The command line of a worker process called `name` (its log and, with --gc-stats, its GC report)."""
+        return [*self._cli_for(name), "worker"]
 
     def _cli_for(self, name: str) -> list[str]:
         if not GC_STATS["enabled"]:
