@@ -5,8 +5,9 @@ restarts and websockets drop.
 `python -m bench soak [--minutes N]` (default 10; fractions allowed). One stack with a persistent Redis
 (append-only file, fsync every second) and two workers. For N minutes:
 - **load**: closed-loop clients, CLIENTS_PER_KIND per kind, each pausing THINK_S between actions:
-  `explainCode` and `summarizeComments` on issue 1, chat with one `issue_reader` call (a new thread each), and
-  a cancel (`aiActionCancel` after the first chunk of a slow 40-word answer). Every action is streamed
+  `explainCode` and `summarizeComments` on issue 1, chat with one `issue_reader` call (a new thread each), a
+  chat answer streamed over 2 s (20 chunks: the jobs a worker kill interrupts) and a cancel (`aiActionCancel`
+  after the first chunk of a slow 40-word answer). Every action is streamed
   (`clientSubscriptionId`). A mutation answered with an error (HTTP 503, a GraphQL error) or a lost
   connection is not accepted; the client tries again;
 - **subscribers**: 1,000 subscriptions (10 websockets × 100), each on a route of its own
@@ -63,6 +64,8 @@ MAX_GROWTH = 0.20
 MIN_LIFE_S = 45.0
 WARMUP = 0.2
 CODE = "return a + b"
+# A 2-second stream (20 chunks, 100 ms apart): a worker killed at any moment is mid-way through some of them.
+LONG = '<response chunk_delay_ms="100">' + " ".join(f"s{i}" for i in range(1, 21)) + "</response>"
 SUBSCRIPTION = (
     "subscription aiCompletionResponse($userId: UserID, $resourceId: AiModelID, $clientSubscriptionId: String,"
     " $aiAction: AiAction, $after: String) {"
@@ -76,6 +79,7 @@ class Stream:
     """What the subscribers saw of one request."""
 
     kind: str | None = None  # set when its mutation returned the request id
+    accepted_at: float = 0.0  # monotonic
     chunks: list[int] = field(default_factory=list)
     deltas: list[str] = field(default_factory=list)
     finals: int = 0
@@ -99,6 +103,7 @@ class Ledger:
     def accept(self, request_id: str, kind: str) -> None:
         stream = self.streams.setdefault(request_id, Stream())
         stream.kind = kind
+        stream.accepted_at = time.monotonic()
         if not stream.finals:
             self.outstanding.add(request_id)
             self.drained.clear()
@@ -229,6 +234,7 @@ class Chaos:
     """What was done to the stack, and when (monotonic seconds)."""
 
     kills: int = 0
+    kill_times: list[float] = field(default_factory=list)
     redis_restarts: int = 0
     redis_outage: tuple[float, float] | None = None
     drops: int = 0
@@ -281,6 +287,7 @@ def _kinds(issue: str) -> list[Kind]:
         Kind("summarizeComments", lambda csid: action_body(
             {"summarizeComments": {"resourceId": issue}, "clientSubscriptionId": csid}), resource=True),
         Kind("chat, 1 tool call", chat(TOOL_THEN_ANSWER), resource=False),
+        Kind("chat, 2 s stream", chat(LONG), resource=False),
         Kind("cancel", chat(SLOW), resource=False),
     ]
 
@@ -292,7 +299,7 @@ async def _soak(stack: Stack, ledger: Ledger, sockets: list[Resumable], chaos: C
     pools = {resource: [v["clientSubscriptionId"] for v in routes.values() if ("resourceId" in v) == resource]
              for resource in (True, False)}
     rejected: list[tuple[float, str, str]] = []  # (t, kind, error)
-    cancel_errors: list[str] = []
+    cancel_errors: list[tuple[float, str]] = []  # (t, error)
     latency: dict[str, list[float]] = {k.name: [] for k in kinds}
 
     async def post(body: bytes) -> dict:
@@ -314,9 +321,9 @@ async def _soak(stack: Stack, ledger: Ledger, sockets: list[Resumable], chaos: C
                 try:
                     response = await post(cancel_body(request_id))
                     if response.get("errors") or response["data"]["aiActionCancel"]["errors"]:
-                        cancel_errors.append(str(response)[:200])
+                        cancel_errors.append((time.monotonic(), str(response)[:200]))
                 except (RuntimeError, OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                    cancel_errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                    cancel_errors.append((time.monotonic(), f"{type(exc).__name__}: {exc}"[:200]))
             if await ledger.wait(request_id, "final", stop):
                 latency[kind.name].append((time.perf_counter() - t0) * 1000)
             await asyncio.sleep(THINK_S)
@@ -340,6 +347,7 @@ async def _soak(stack: Stack, ledger: Ledger, sockets: list[Resumable], chaos: C
         os.killpg(process.pid, signal.SIGKILL)
         await asyncio.to_thread(process.wait)
         chaos.kills += 1
+        chaos.kill_times.append(time.monotonic())
         chaos.lives[stack.spawn(name, stack.worker_argv(name)).pid] = (name, time.monotonic())
 
     async def restart_redis(n: int) -> None:
@@ -416,7 +424,7 @@ def _check_streams(ledger: Ledger) -> dict[str, Any]:
         "duplicated": [rid for rid, s in accepted.items() if s.finals > 1],
         "unknown_finals": sum(s.finals for s in ledger.streams.values() if s.kind is None),
         "gaps": [], "restarts": 0, "chunks_after_final": 0, "content_mismatches": [], "error_finals": [],
-        "cancelled": 0,
+        "cancelled": 0, "not_stopped_at": [],
     }
     for rid, s in accepted.items():
         out["chunks_after_final"] += s.chunks_after_final
@@ -429,7 +437,10 @@ def _check_streams(ledger: Ledger) -> dict[str, Any]:
         if s.final.get("errors"):
             out["error_finals"].append(f"{s.kind}: {s.final['errors']}")
         elif s.kind == "cancel":
-            out["cancelled"] += "w40" not in (s.final.get("content") or "")
+            stopped = "w40" not in (s.final.get("content") or "")
+            out["cancelled"] += stopped
+            if not stopped:
+                out["not_stopped_at"].append(s.accepted_at)
         elif s.finals and s.chunks:
             last = len(s.chunks) - 1 - s.chunks[::-1].index(1) if 1 in s.chunks else 0
             if "".join(s.deltas[last:]) != (s.final.get("content") or ""):
@@ -492,8 +503,12 @@ def _report(result: Result, ledger: Ledger, sockets: list[Resumable], chaos: Cha
     result.details.update(
         minutes=duration / 60, period_s=period, lost=checks["lost"][:20], duplicated=checks["duplicated"][:20],
         gaps=checks["gaps"][:20], content_mismatches=checks["content_mismatches"][:20],
-        error_finals=checks["error_finals"][:20], rejected=[r[1:] for r in figures["rejected"][:20]],
-        cancel_errors=figures["cancel_errors"][:10], socket_errors=[e for s in sockets for e in s.sub_errors][:20],
+        error_finals=checks["error_finals"][:20], rejected=[(round(r[0] - figures["t0"], 1), *r[1:]) for r in figures["rejected"][:20]],
+        cancel_errors=[(round(t - figures["t0"], 1), e) for t, e in figures["cancel_errors"][:10]], socket_errors=[e for s in sockets for e in s.sub_errors][:20],
+        # when (s after the start) the cancels that did not stop their answer were sent, beside the chaos
+        cancels_not_stopped_at=[round(t - figures["t0"], 1) for t in checks["not_stopped_at"]],
+        kills_at=[round(t - figures["t0"], 1) for t in chaos.kill_times],
+        redis_outage_at=[round(t - figures["t0"], 1) for t in outage] if outage else None,
         rss=[(round(t - figures["t0"], 1), name, pid, kb) for t, name, pid, kb in chaos.rss],
         method=(__doc__ or "").strip().split("\n\n")[0],
     )
