@@ -40,7 +40,9 @@ from worker.cancel import Cancellations, job_start, record_cancelled
 from worker.deps import Deps, build_deps
 from worker.pipeline import Measured, execute, publish_cancelled, publish_failure
 
-__all__ = ["InlineRunner", "run_action", "run_inline", "MAX_TRIES", "MAX_RETRY_DELAY_S", "retry_delay"]
+__all__ = [
+    "InlineRunner", "run_action", "run_inline", "MAX_TRIES", "MAX_RETRY_DELAY_S", "JOB_TIMEOUT_MARGIN_S", "retry_delay",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,10 @@ MAX_TRIES = 4
 
 # A provider asking for a longer wait than this is not waited for longer.
 MAX_RETRY_DELAY_S = 60.0
+
+# A try's pipeline is bounded by `job_timeout_s` here; arq's own limit is this much longer, so that a try
+# that runs out of time still publishes its time-out final (arq's limit would end it with no final at all).
+JOB_TIMEOUT_MARGIN_S = 10.0
 
 
 def retry_delay(job_try: int, retry_after: float | None, base_s: float = 1.0) -> float:
@@ -88,7 +94,10 @@ async def _run(deps: Deps, record: ActionRecord, job_try: int, stop: asyncio.Eve
     measured = Measured()
     try:
         with expanded_logging(record.flags.get(EXPANDED_FLAG, False)):
-            outcome = await execute(deps, record, attempt=job_try - 1, stop=stop, measured=measured)
+            # Each chunk restarts a model call's own timeout, so a steady stream (or many agent steps) could
+            # otherwise outlast the job's time.
+            async with asyncio.timeout(deps.settings.job_timeout_s):
+                outcome = await execute(deps, record, attempt=job_try - 1, stop=stop, measured=measured)
     except asyncio.CancelledError:
         raise
     except ProviderError as exc:
@@ -101,6 +110,11 @@ async def _run(deps: Deps, record: ActionRecord, job_try: int, stop: asyncio.Eve
             "request_id": record.request_id, "feature": record.feature, "try": job_try, "error": type(exc).__name__,
             "provider": exc.provider, "status": exc.status, "detail": exc.loggable_detail,
             **expanded(record.flags.get(EXPANDED_FLAG, False), provider_detail=exc.detail)})
+        await _failed(deps, record, exc, job_try, measured)
+        return "failed"
+    except TimeoutError as exc:  # the try's whole time (`job_timeout_s`) is up: a time-out, not retried
+        log.warning("job_timed_out", extra={"request_id": record.request_id, "feature": record.feature,
+                                            "try": job_try, "timeout_s": deps.settings.job_timeout_s})
         await _failed(deps, record, exc, job_try, measured)
         return "failed"
     except Exception as exc:  # anything else ends the request with a user-facing error, never a raw one

@@ -177,3 +177,12 @@ async def test_a_usage_record_that_fails_does_not_turn_the_answer_into_an_error(
     finals = [m for m in await stream(settings) if m.final]
     assert [(m.content, m.errors) for m in finals] == [("echo: answered anyway", ())]
     assert (REGISTRY.get_sample_value("gitlab_sli_llm_completion_error_total", {"feature": "chat"}) or 0.0) == errors
+
+
+async def test_a_job_that_outlasts_the_job_timeout_still_ends_with_one_final_error(settings: Settings, seeded: dict) -> None:
+    """Every chunk restarts the model call's own timeout, so a steady stream can outlast the whole job's time
+    (`job_timeout_s`): the request must still end in one final (a time-out), not be dropped by arq's time limit."""
+    settings = settings.model_copy(update={"job_timeout_s": 1.0})
+    await run_worker(settings, chat('<response chunk_delay_ms="300">a b c d e f g h</response>'))
+    finals = [m for m in await stream(settings) if m.final]
+    assert len(finals) == 1 and finals[0].errors and finals[0].errors[0].endswith("Error code: A1000")
