@@ -430,7 +430,10 @@ def _check_streams(ledger: Ledger, outage: tuple[float, float] | None) -> dict[s
         "finals": sum(min(s.finals, 1) for s in accepted.values()),
         "lost": [rid for rid, s in accepted.items() if s.finals == 0],
         "duplicated": [rid for rid, s in accepted.items() if s.finals > 1],
-        "unknown_finals": sum(s.finals for s in ledger.streams.values() if s.kind is None),
+        # finals of requests whose mutation answered an error: error finals (a chat echoed, then not enqueued:
+        # the web ends it) and answers (enqueued although the mutation failed)
+        "unknown_finals": Counter("error" if s.final.get("errors") else "answer"
+                                  for s in ledger.streams.values() if s.kind is None and s.finals),
         "gaps": [], "restarts": 0, "chunks_after_final": 0, "content_mismatches": [], "cut_by_outage": 0,
         "error_finals": [],
         "cancelled": 0, "cancels_sent": 0, "not_stopped_at": [],
@@ -502,7 +505,9 @@ def _report(result: Result, ledger: Ledger, sockets: list[Resumable], chaos: Cha
     result.add("streams restarted at chunk 1 (job run again)", checks["restarts"])
     result.add("error finals", len(checks["error_finals"]))
     result.add("cancels that stopped the answer", f"{checks['cancelled']:,} of {checks['cancels_sent']:,} sent")
-    result.add("finals of requests whose mutation failed", checks["unknown_finals"])
+    unknown = checks["unknown_finals"]
+    result.add("finals of requests whose mutation failed: error finals / answers",
+               f"{unknown['error']} / {unknown['answer']}")
     result.add("mutations not accepted: during the Redis restart (+15 s) / other times",
                f"{len(near_outage)} / {len(elsewhere)}", "", "other times 0", not elsewhere)
     result.add("aiActionCancel failures", len(figures["cancel_errors"]))
