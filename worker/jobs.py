@@ -41,7 +41,7 @@ from worker.deps import Deps, build_deps
 from worker.pipeline import Measured, execute, publish_cancelled, publish_failure
 
 __all__ = [
-    "InlineRunner", "run_action", "run_inline", "MAX_TRIES", "MAX_RETRY_DELAY_S", "JOB_TIMEOUT_MARGIN_S", "retry_delay",
+    "InlineRunner", "run_action", "run_inline", "MAX_TRIES", "ARQ_TRIES_MARGIN", "MAX_RETRY_DELAY_S", "JOB_TIMEOUT_MARGIN_S", "retry_delay",
 ]
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 # worker still gets a run that publishes the failure.
 MAX_TRIES = 4
 
+
+# A try past MAX_TRIES only publishes the final error. arq's own limit, which ends a job with no final at all,
+# sits this many tries above it: for workers that die (SIGKILL, lost host) during those last tries.
+ARQ_TRIES_MARGIN = 5
 
 # A provider asking for a longer wait than this is not waited for longer.
 MAX_RETRY_DELAY_S = 60.0

@@ -40,7 +40,7 @@ from core.settings import Settings
 from core.tables import utcnow
 from worker.cancel import Cancellations
 from worker.deps import build_deps
-from worker.jobs import JOB_TIMEOUT_MARGIN_S, MAX_TRIES, run_action
+from worker.jobs import ARQ_TRIES_MARGIN, JOB_TIMEOUT_MARGIN_S, MAX_TRIES, run_action
 from worker.monitor import HEALTH_CHECK_INTERVAL_S, Monitor
 from worker.rollout import Controller
 
@@ -209,7 +209,7 @@ def build_worker(settings: Settings, *, burst: bool = False, **overrides: Any) -
     url = redis_url(settings.redis_url, settings.data_dir)
     options: dict[str, Any] = dict(
         functions=[func(run_action, name=keys.JOB_NAME, timeout=settings.job_timeout_s + JOB_TIMEOUT_MARGIN_S,
-                        max_tries=MAX_TRIES + 1)],
+                        max_tries=MAX_TRIES + 1 + ARQ_TRIES_MARGIN)],
         cron_jobs=[cron(expire_chat_threads, minute=17, timeout=300)],
         queue_name=keys.QUEUE,
         # the idle worker's BLPOP on the wake-up list blocks for up to `poll_delay_s` on this pool

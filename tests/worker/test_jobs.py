@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from arq.constants import in_progress_key_prefix
+from arq.constants import in_progress_key_prefix, retry_key_prefix
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
@@ -110,6 +110,24 @@ async def test_a_job_past_its_last_try_still_ends_with_a_final_error(settings: S
         assert await run_action({"deps": deps, "job_try": MAX_TRIES + 1}, chat("doomed").model_dump_json()) == "gave up"
     finally:
         await deps.close()
+        await redis.aclose()
+    (final,) = await stream(settings)
+    assert final.errors and "A9999" in final.errors[0]
+
+
+async def test_a_job_whose_workers_died_in_its_last_try_still_ends_with_a_final_error(
+    settings: Settings, seeded: dict
+) -> None:
+    record = chat("unlucky")
+    redis = connect(settings.redis_url or "")
+    await enqueue_action(redis, record)
+    # arq counts a try at each start: two workers died after starting the give-up try (MAX_TRIES + 1)
+    await redis.set(retry_key_prefix + record.request_id, MAX_TRIES + 2)
+    worker = build_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
+    try:
+        await asyncio.wait_for(worker.main(), 10)
+    finally:
+        await worker.close()
         await redis.aclose()
     (final,) = await stream(settings)
     assert final.errors and "A9999" in final.errors[0]
