@@ -82,8 +82,8 @@ def _scale_out(stack: Stack) -> dict[str, int]:
     for i in range(2, SCALED + 1):
         port = free_port()
         ports[f"web{i}"] = port
-        stack.spawn(f"web{i}", [*stack._cli_for("web"), "web", "--host", HOST, "--port", str(port)])
-        stack.spawn(f"worker{i}", [*stack._cli_for("worker"), "worker"])
+        stack.spawn(f"web{i}", [*stack._cli_for(f"web{i}"), "web", "--host", HOST, "--port", str(port)])
+        stack.spawn(f"worker{i}", stack.worker_argv(f"worker{i}"))
     redis = Redis.from_url(stack.redis_url)
     pending = dict(ports)
     deadline = time.monotonic() + _READY_TIMEOUT_S
