@@ -298,3 +298,10 @@ async def test_a_user_holds_at_most_the_per_user_number_of_subscriptions(service
     again, first = await opened(alice)
     assert _messages(first) == []
     await again.aclose()  # type: ignore[union-attr]
+
+
+async def test_an_unexpected_error_reaches_the_client_masked_and_the_log_whole(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        result = await SCHEMA.execute("{ currentUser { id } }", context_value=object())  # its resolver breaks
+    assert [error.message for error in result.errors or []] == [UNEXPECTED]
+    assert "no attribute 'principal'" in caplog.text
