@@ -94,7 +94,10 @@ def request_id_of(response: dict) -> str:
 
 
 class HttpError(RuntimeError):
-    pass
+    def __init__(self, message: str, status: int = 0, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s  # the answer's Retry-After, if any
 
 
 class GraphQLHttp:
@@ -133,7 +136,7 @@ class GraphQLHttp:
         writer.write(b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body))
         head = await reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
-        length, chunked = None, False
+        length, chunked, retry_after = None, False, None
         for line in head.split(b"\r\n")[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
@@ -141,6 +144,8 @@ class GraphQLHttp:
                 length = int(value)
             elif name == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
+            elif name == b"retry-after":
+                retry_after = float(value)
         if chunked:
             parts = []
             while True:
@@ -152,7 +157,7 @@ class GraphQLHttp:
         else:
             payload = await reader.readexactly(length or 0)
         if status != 200:
-            raise HttpError(f"HTTP {status}: {payload[:300]!r}")
+            raise HttpError(f"HTTP {status}: {payload[:300]!r}", status, retry_after)
         return orjson.loads(payload)
 
     async def close(self) -> None:

@@ -40,7 +40,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from api.app import create_app
-    from api.connection import guarded_protocol
+    from api.connection import CoalescingWebSocketProtocol, guarded_protocol
 
     app = create_app(settings, _inline_runner(settings), _gate_of_run)
     _settle_heap()
@@ -51,6 +51,7 @@ def _web(settings: Settings, args: argparse.Namespace) -> None:
         log_config=None,  # uvicorn's loggers go through the root handler: JSON lines (`core.logs`)
         log_level="info",
         access_log=args.access_log,
+        ws=CoalescingWebSocketProtocol,  # a websocket's frames of one loop turn in one write
         ws_max_size=1 << 20,
         ws_per_message_deflate=settings.ws_compression,
         timeout_graceful_shutdown=10,

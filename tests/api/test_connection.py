@@ -1,6 +1,7 @@
 """The web process's HTTP protocol (`api.connection`) on a real uvicorn server and real sockets: a client that
 sends nothing, or trickles its request head or body, is answered 408 and disconnected; an oversized head gets
-431; a slow answer is not cut. Timeouts are made small here instead of waiting long."""
+431; a slow answer is not cut. Timeouts are made small here instead of waiting long. Its websocket protocol
+writes the frames of one loop turn at once, in order, and flushes before it closes."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ from collections.abc import AsyncIterator
 
 import pytest
 import uvicorn
+import websockets
 
-from api.connection import guarded_protocol
+from api.connection import CoalescedWrites, CoalescingWebSocketProtocol, guarded_protocol
 
 HEADER_TIMEOUT_S = 0.3
 REQUEST_TIMEOUT_S = 0.6
 MAX_HEADER_BYTES = 2048
 
 
-async def _app(scope: dict, receive, send) -> None:  # noqa: ANN001
+async def _http_app(scope: dict, receive, send) -> None:  # noqa: ANN001
     body = b""
     while True:
         message = await receive()
@@ -31,12 +33,28 @@ async def _app(scope: dict, receive, send) -> None:  # noqa: ANN001
     await send({"type": "http.response.body", "body": b"ok" + body})
 
 
+async def _ws_app(scope: dict, receive, send) -> None:  # noqa: ANN001
+    """Answers a websocket's first message with three frames sent back to back, then closes with 4000."""
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    text = (await receive())["text"]
+    for i in range(3):
+        await send({"type": "websocket.send", "text": f"{text} {i}"})
+    await send({"type": "websocket.close", "code": 4000})
+
+
+async def _app(scope: dict, receive, send) -> None:  # noqa: ANN001
+    if scope["type"] == "websocket":
+        return await _ws_app(scope, receive, send)
+    return await _http_app(scope, receive, send)
+
+
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
-        _app, lifespan="off", log_config=None, timeout_keep_alive=30,
+        _app, lifespan="off", log_config=None, timeout_keep_alive=30, ws=CoalescingWebSocketProtocol,
         http=guarded_protocol(header_timeout_s=HEADER_TIMEOUT_S, request_timeout_s=REQUEST_TIMEOUT_S, max_header_bytes=MAX_HEADER_BYTES),
     )
     config.load()
@@ -117,3 +135,47 @@ async def test_requests_within_the_limits_are_served_on_a_kept_alive_connection_
         assert status.startswith(b"HTTP/1.1 200 OK"), status
         assert await reader.readexactly(len(body) + 2) == b"ok" + body
     writer.close()
+
+
+async def test_a_websockets_frames_of_one_turn_arrive_in_order_and_before_its_close(port: int) -> None:
+    async with websockets.connect(f"ws://127.0.0.1:{port}/") as socket_:
+        await socket_.send("hello")
+        received = [await asyncio.wait_for(socket_.recv(), 30) for _ in range(3)]
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(socket_.recv(), 30)
+    assert received == ["hello 0", "hello 1", "hello 2"]
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+
+
+class _RecordingTransport(asyncio.Transport):
+    """The socket's edge: what reaches the kernel, one entry per write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:  # type: ignore[override]
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_writes_of_one_loop_turn_become_one_and_close_flushes_first() -> None:
+    inner = _RecordingTransport()
+    transport = CoalescedWrites(inner, asyncio.get_running_loop())
+    for frame in (b"a", b"b", b"c"):
+        transport.write(frame)
+    assert inner.writes == []  # not before the turn ends
+    await asyncio.sleep(0)  # one turn of the loop
+    assert inner.writes == [b"abc"]
+    transport.write(b"d")
+    transport.close()
+    assert inner.writes == [b"abc", b"d"] and inner.closed
+    transport.write(b"after close")
+    await asyncio.sleep(0)
+    assert inner.writes == [b"abc", b"d"]  # a closing transport gets nothing more
