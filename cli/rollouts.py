@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from datetime import datetime
 from typing import Any
@@ -178,10 +179,13 @@ async def _follow(settings: Settings, kind: str, subject: str, rollout_id: int, 
     try:
         while True:
             async with sessions() as session:
+                # The state first, then the events: an ending commits its event with its state, so the events
+                # read after a final state include the one that ended it (read the other way round, a commit
+                # between the two reads ended the follow without printing its event).
+                (current,) = [v for v in await rollouts.status(session, kind, subject, limit=50, events=0) if v.id == rollout_id]
                 for event_id, event in await rollouts.events_after(session, rollout_id, after):
                     print(describe_event(event), flush=True)
                     after = event_id
-                (current,) = [v for v in await rollouts.status(session, kind, subject, limit=50, events=0) if v.id == rollout_id]
             if current.state in ("completed", "promoted"):
                 print(f"{kind} rollout of {subject} to {current.to_ref}: {current.state}", flush=True)
                 return
@@ -245,6 +249,9 @@ def _handler(parser: argparse.ArgumentParser, kind: str) -> Any:
             return
         assert subject is not None
         try:
+            # Ctrl-C (SIGINT) stops following even when the command was started with SIGINT ignored, as a shell
+            # does for a background job of a script.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             print("following it, one line per event (Ctrl-C stops following; the migration goes on)", flush=True)
             asyncio.run(_follow(settings, kind, subject, follow, after))
         except KeyboardInterrupt:

@@ -128,10 +128,13 @@ def test_eval_run_is_read_through_the_evaluation_store(run) -> None:  # noqa: AN
 # --wait, as a real process -------------------------------------------------------------------------------
 
 
-def _follow(database_url: str, tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+def _follow(database_url: str, tmp_path: Path, *args: str, sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """The CLI as a real process; `sigint_ignored`: started as a script's background job is, SIGINT ignored."""
     env = {**os.environ, "DATABASE_URL": database_url, "SWITCHBOARD_DATA_DIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "cli.main", *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    argv = [sys.executable, "-m", "cli.main", *args]
+    if sigint_ignored:  # an ignored signal stays ignored across exec
+        argv = ["bash", "-c", 'trap "" INT; exec "$0" "$@"', *argv]
+    return subprocess.Popen(argv, cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
@@ -201,7 +204,7 @@ async def test_wait_exits_0_once_completed_and_ctrl_c_leaves_it_running(database
             await rollouts.start(session, None, get_catalogue(), kind="prompt", subject="chat", to="1.0.0", force=True)
     finally:
         await engine.dispose()
-    interrupted = _follow(database_url, tmp_path, "prompts", "migrate", "status", "chat", "--wait")
+    interrupted = _follow(database_url, tmp_path, "prompts", "migrate", "status", "chat", "--wait", sigint_ignored=True)
     try:
         await _until(interrupted, "following it")
         interrupted.send_signal(signal.SIGINT)
