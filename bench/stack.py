@@ -152,7 +152,7 @@ class Stack:
         self._cli(["db", "upgrade"])
         self.seed = json.loads(self._cli(["seed", "--json"]))
         self.web_port = free_port()
-        self.processes["web"] = self.spawn("web", [*self._cli_for("web"), "web", "--host", HOST, "--port", str(self.web_port)])
+        self.processes["web"] = self.spawn("web", self.web_argv("web", self.web_port))
         if self.worker:
             self.processes["worker"] = self.spawn("worker", self.worker_argv("worker"))
         self._wait_web()
@@ -178,6 +178,10 @@ class Stack:
         self.processes["redis"].wait(30)
         self._start_redis()
         return time.monotonic() - t0
+
+    def web_argv(self, name: str, port: int) -> list[str]:
+        """The command line of a web process called `name` listening on `port`."""
+        return [*self._cli_for(name), "web", "--host", HOST, "--port", str(port)]
 
     def worker_argv(self, name: str) -> list[str]:
         """The command line of a worker process called `name` (its log and, with --gc-stats, its GC report)."""

@@ -82,7 +82,7 @@ def _scale_out(stack: Stack) -> dict[str, int]:
     for i in range(2, SCALED + 1):
         port = free_port()
         ports[f"web{i}"] = port
-        stack.spawn(f"web{i}", [*stack._cli_for(f"web{i}"), "web", "--host", HOST, "--port", str(port)])
+        stack.spawn(f"web{i}", stack.web_argv(f"web{i}", port))
         stack.spawn(f"worker{i}", stack.worker_argv(f"worker{i}"))
     redis = Redis.from_url(stack.redis_url)
     pending = dict(ports)

@@ -59,9 +59,9 @@ async def run(quick: bool) -> Result:
 def _sender(
     stack: Stack, direct: bool, refused: list[int]
 ) -> tuple[Callable[[str], Awaitable[None]], Callable[[], Awaitable[None]]]:
-    """How a request is sent. A mutation refused with 503 (SQLite's single writer busy while 1,000 streams
-    write their answers) is sent again after its Retry-After, as a client does; `refused[0]` counts them."""
-    """(send one request for a subscription id, close)."""
+    """(send one request for a subscription id, close). A mutation refused with 503 (SQLite's single writer
+    busy while 1,000 streams write their answers) is sent again after its Retry-After, as a client does;
+    `refused[0]` counts them."""
     if direct:
         arq = connect(stack.redis_url, max_connections=64)
         user_id = stack.seed["users"]["alice"]["id"]
