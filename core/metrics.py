@@ -126,6 +126,12 @@ CHAT_QUESTION_CATEGORIES = Counter(
 ACTIONS_ENQUEUED = Counter("switchboard_ai_actions_enqueued", "aiAction mutations accepted and enqueued", ["feature"])
 SUBSCRIPTIONS = Gauge("switchboard_subscriptions_active", "GraphQL subscriptions this web process serves")
 WEBSOCKETS = Gauge("switchboard_websocket_connections", "Open websocket connections of this web process")
+SUBSCRIPTION_EVENTS = Counter(
+    "switchboard_subscription_events",
+    "Messages delivered to subscriptions: `sent` by the websocket without a GraphQL execution (a plain selection "
+    "over graphql-transport-ws), or `executed` one by one",
+    ["delivery"],
+)
 HUB_LAG = Gauge("switchboard_hub_lag_seconds", "Age of the newest message the hub dispatched, when it did")
 HUB_BAD_ENTRIES = Counter(
     "switchboard_hub_bad_entries", "Entries of the shared message stream the hub could not read and skipped"

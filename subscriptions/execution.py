@@ -1,4 +1,4 @@
-"""A faster GraphQL execution of subscription events.
+"""Faster GraphQL execution of subscription events, at two depths.
 
 graphql-core executes every subscription event as a new query: it collects the selected subfields again and
 resolves every field through the resolver machinery. For `aiCompletionResponse` that costs more than all of
@@ -6,21 +6,52 @@ the rest of delivering a message. This execution context keeps, per operation, t
 (variables do not change between events), and completes objects whose selection is made only of plain
 fields (no arguments, no sub-selections, no resolvers) by reading the attributes directly and serializing
 them with the fields' own leaf types — the same values the slow path produces.
+
+Even so, strawberry's path per event (its stream, graphql-core's `map_async_iterable`, every extension's
+hooks, the result's wrapping into a protocol message) costs several times the event's own rendering. A
+websocket transport that can send an event's data itself sets `EVENT_SENDER` for its operation; a
+subscription whose selection `EventPlan.for_info` can render (plain fields, nested plain objects, aliases,
+`__typename`; no fragments, directives or arguments) then hands each event's rendered data to that sender
+and yields nothing, so strawberry sees one long-running event instead of one execution per message. Any
+other selection, and every other transport, takes the path above.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
-from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, get_named_type
+from graphql import FieldNode, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLResolveInfo, get_named_type
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-__all__ = ["EventExecutionContext"]
+__all__ = ["EventExecutionContext", "EventPlan", "EVENT_SENDER"]
+
+# Set by a websocket transport for the operation it runs (in the operation's own task): sends one event's
+# response data, `{responseKey: {...}}`, as that protocol's next message.
+EVENT_SENDER: ContextVar[Callable[[dict[str, Any]], Awaitable[None]] | None] = ContextVar("event_sender", default=None)
 
 # (response key, attribute, serializer, is a list); None where a field needs the full path.
 _Plan = list[tuple[str, str, Callable[[Any], Any] | None, bool]]
 _FAST_TYPES = frozenset({"AiMessage"})
+
+
+def _plain_field(parent_type: GraphQLObjectType, name: str) -> tuple[str, Any] | None:
+    """(attribute, GraphQL type) of a field that is read from its attribute as it is: no resolver, no
+    extensions, no permissions."""
+    field = parent_type.fields.get(name)
+    definition = field.extensions.get("strawberry-definition") if field is not None else None
+    if definition is None or definition.base_resolver is not None or definition.extensions or definition.permission_classes:
+        return None
+    return definition.python_name, field.type
+
+
+def _is_list(field_type: Any) -> bool:
+    return isinstance(field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type, GraphQLList)
+
+
+def _typename(parent_type: GraphQLObjectType) -> Callable[[Any], str]:
+    return lambda _: parent_type.name
 
 
 def _leaf_plan(parent_type: GraphQLObjectType, grouped_field_set: dict[str, Any]) -> _Plan | None:
@@ -31,16 +62,86 @@ def _leaf_plan(parent_type: GraphQLObjectType, grouped_field_set: dict[str, Any]
         if len(details) != 1 or node.selection_set is not None or node.arguments:
             return None
         if name == "__typename":
-            plan.append((response_name, "", lambda _: parent_type.name, False))
+            plan.append((response_name, "", _typename(parent_type), False))
             continue
-        field = parent_type.fields.get(name)
-        definition = field.extensions.get("strawberry-definition") if field is not None else None
-        if definition is None or definition.base_resolver is not None or definition.extensions or definition.permission_classes:
+        plain = _plain_field(parent_type, name)
+        if plain is None:
             return None
-        field_type = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
-        is_list = isinstance(field_type, GraphQLList)
-        plan.append((response_name, definition.python_name, get_named_type(field.type).serialize, is_list))
+        attribute, field_type = plain
+        plan.append((response_name, attribute, get_named_type(field_type).serialize, _is_list(field_type)))
     return plan
+
+
+# (response key, attribute, leaf serializer or nested object's plan, is a list)
+_Fields = list[tuple[str, str, "Callable[[Any], Any] | _Fields", bool]]
+
+
+def _selection_plan(parent_type: GraphQLObjectType, node: FieldNode) -> _Fields | None:
+    """How to render `node`'s selection on `parent_type` from attributes alone, when it is made only of
+    fields without arguments or directives (nested selections on plain object fields included)."""
+    plan: _Fields = []
+    for selection in node.selection_set.selections if node.selection_set else ():
+        if not isinstance(selection, FieldNode) or selection.arguments or selection.directives:
+            return None
+        key, name = (selection.alias or selection.name).value, selection.name.value
+        if any(planned[0] == key for planned in plan):
+            return None  # the same key twice: graphql-core merges the two selections
+        if name == "__typename":
+            plan.append((key, "", _typename(parent_type), False))
+            continue
+        plain = _plain_field(parent_type, name)
+        if plain is None:
+            return None
+        attribute, field_type = plain
+        named = get_named_type(field_type)
+        if isinstance(named, GraphQLObjectType):
+            nested = _selection_plan(named, selection) if selection.selection_set else None
+            if nested is None or _is_list(field_type):
+                return None
+            plan.append((key, attribute, nested, False))
+        elif selection.selection_set is None:
+            plan.append((key, attribute, named.serialize, _is_list(field_type)))
+        else:
+            return None
+    return plan or None
+
+
+def _render(plan: _Fields, source: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, attribute, how, is_list in plan:
+        value = getattr(source, attribute) if attribute else source
+        if value is None:
+            result[key] = None
+        elif isinstance(how, list):
+            result[key] = _render(how, value)
+        elif is_list:
+            result[key] = [how(item) for item in value]
+        else:
+            result[key] = how(value)
+    return result
+
+
+class EventPlan:
+    """Renders a subscription event as graphql-core would (`{responseKey: {...}}`) for a plain selection."""
+
+    __slots__ = ("_key", "_fields")
+
+    def __init__(self, key: str, fields: _Fields) -> None:
+        self._key = key
+        self._fields = fields
+
+    @classmethod
+    def for_info(cls, info: GraphQLResolveInfo) -> EventPlan | None:
+        """The plan of the subscription field `info` resolves, or None when its selection is not plain (a
+        fragment, a directive, an argument, a field with a resolver, the same key twice)."""
+        return_type = get_named_type(info.return_type)
+        if len(info.field_nodes) != 1 or not isinstance(return_type, GraphQLObjectType):
+            return None
+        fields = _selection_plan(return_type, info.field_nodes[0])
+        return cls(str(info.path.key), fields) if fields is not None else None
+
+    def render(self, event: Any) -> dict[str, Any]:
+        return {self._key: None if event is None else _render(self._fields, event)}
 
 
 class EventExecutionContext(StrawberryGraphQLCoreExecutionContext):

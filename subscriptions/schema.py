@@ -15,8 +15,10 @@ from access.reading import readable_resource
 from access.tokens import READ_SCOPES, Principal, require_scopes
 from core.errors import RESOURCE_NOT_AVAILABLE, AccessDenied
 from core.ids import AI_MODEL_TYPES, GlobalID
+from core.metrics import SUBSCRIPTION_EVENTS
 from core.settings import Settings
-from subscriptions.hub import Hub
+from subscriptions.execution import EVENT_SENDER, EventPlan
+from subscriptions.hub import Hub, Subscriber
 from subscriptions.messages import AiMessage, route_id
 from subscriptions.quota import QUOTA
 from subscriptions.scalars import AiConversationThreadID, AiModelID, Time, UserID
@@ -31,6 +33,9 @@ class SubscriptionContext(Protocol):
     hub: Hub
     redis: Redis
     sessions: async_sessionmaker[AsyncSession]
+
+
+_SENT, _EXECUTED = SUBSCRIPTION_EVENTS.labels("sent"), SUBSCRIPTION_EVENTS.labels("executed")
 
 
 @strawberry.enum(name="AiAction", description="Action to subscribe to.")
@@ -122,6 +127,20 @@ async def _authorize(context: SubscriptionContext, user_id: str | None, resource
     return str(gid)
 
 
+async def _replayed_then_live(
+    redis: Redis, route: str, subscriber: Subscriber, since: tuple[int, int] | None
+) -> AsyncGenerator[AiMessage, None]:
+    """The route's messages after `since` (none when None), then the live ones, without a duplicate."""
+    if since is not None:
+        for message in await replay(redis, route, since):
+            yield message
+            since = parse_cursor(message.cursor or "0-0")
+    async for message in subscriber:
+        if since is not None and not after_cursor(message.cursor or "0-0", since):
+            continue  # already replayed
+        yield message
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -146,16 +165,18 @@ class Subscription:
             client_subscription_id=client_subscription_id,
             ai_action=ai_action.value if ai_action else None,
         )
+        # A websocket transport sends the events of a plain selection itself (subscriptions.execution).
+        send = EVENT_SENDER.get()
+        plan = EventPlan.for_info(info._raw_info) if send is not None else None  # strawberry is pinned
         with QUOTA.hold(context.principal.user_id, context.settings.max_subscriptions_per_user):
             subscriber = context.hub.subscribe(route)  # register before replaying: no gap between the two
             try:
-                if since is not None:
-                    for message in await replay(context.redis, route, since):
+                async for message in _replayed_then_live(context.redis, route, subscriber, since):
+                    if plan is None:
+                        _EXECUTED.inc()
                         yield AiMessageType.from_model(message)
-                        since = parse_cursor(message.cursor or "0-0")
-                async for message in subscriber:
-                    if since is not None and not after_cursor(message.cursor or "0-0", since):
-                        continue  # already replayed
-                    yield AiMessageType.from_model(message)
+                    else:
+                        _SENT.inc()
+                        await send(plan.render(AiMessageType.from_model(message)))  # type: ignore[misc]
             finally:
                 context.hub.unsubscribe(subscriber)

@@ -1,5 +1,9 @@
 """The two websocket protocols' handlers, with a deadline for `connection_init`.
 
+graphql-transport-ws sends the events of a plain `aiCompletionResponse` selection itself
+(`subscriptions.execution.EVENT_SENDER`): each is one `next` message, as strawberry would send it, without
+an execution per event.
+
 strawberry's graphql-transport-ws handler has the deadline (`connection_init_wait_timeout`, here taken from
 the settings per connection); its legacy graphql-ws handler has none, so a socket that never sends
 `connection_init` would stay open for good: this one closes it with 4408 as the newer protocol does, and
@@ -11,10 +15,13 @@ from __future__ import annotations
 import asyncio
 from contextlib import suppress
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+
+from subscriptions.execution import EVENT_SENDER
 
 __all__ = ["SocketHandler", "LegacySocketHandler", "INIT_TIMEOUT_CODE"]
 
@@ -32,6 +39,14 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Any, Any]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connection_init_wait_timeout = timedelta(seconds=_init_timeout_s(self.context))
+
+    async def run_operation(self, operation: Operation[Any, Any]) -> None:
+        EVENT_SENDER.set(partial(_send_next, operation))  # in the operation's own task: for it alone
+        await super().run_operation(operation)
+
+
+async def _send_next(operation: Operation[Any, Any], data: dict[str, Any]) -> None:
+    await operation.send_operation_message({"id": operation.id, "type": "next", "payload": {"data": data}})
 
 
 class LegacySocketHandler(BaseGraphQLWSHandler[Any, Any]):

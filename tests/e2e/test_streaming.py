@@ -11,6 +11,7 @@ import uuid
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis as SyncRedis
 
 from core import keys
@@ -119,6 +120,43 @@ async def test_the_legacy_graphql_ws_protocol_and_a_header_token_work(stack: Sta
     messages = await socket.until_final(op)
     assert messages[-1]["content"] == "echo: legacy"
     await socket.close()
+
+
+# The chat page's selection: graphql-transport-ws sends its events without executing them
+# (subscriptions.execution.EVENT_SENDER); the legacy protocol executes each one.
+CHAT_PAGE_SUBSCRIPTION = """subscription($userId: UserID, $clientSubscriptionId: String, $aiAction: AiAction) {
+  aiCompletionResponse(userId: $userId, aiAction: $aiAction, clientSubscriptionId: $clientSubscriptionId) {
+    __typename id requestId content contentHtml role errors timestamp chunkId type threadId cursor
+    extras { sources hasFeedback toolCalls cancelled } } }"""
+
+
+def delivered_events(stack: Stack) -> dict[str, float]:
+    """The web process's `switchboard_subscription_events_total` by delivery (`sent`, `executed`)."""
+    found = {"sent": 0.0, "executed": 0.0}
+    for family in text_string_to_metric_families(httpx.get(f"{stack.url}/metrics", timeout=5).text):
+        for sample in family.samples:
+            if sample.name == "switchboard_subscription_events_total":
+                found[sample.labels["delivery"]] = sample.value
+    return found
+
+
+async def test_both_protocols_deliver_the_same_messages_of_a_chat_turn_with_a_tool(stack: Stack) -> None:
+    sub = csid()
+    variables = {"userId": stack.gid("alice"), "aiAction": "CHAT", "clientSubscriptionId": sub}
+    current = await GraphQLSocket.connect(stack.ws_url, stack.token("alice"))
+    legacy = await GraphQLSocket.connect(stack.ws_url, stack.token("alice"), protocol="graphql-ws")
+    ops = [await current.subscribe(variables, CHAT_PAGE_SUBSCRIPTION, settle_s=0), await legacy.subscribe(variables, CHAT_PAGE_SUBSCRIPTION)]
+    before = delivered_events(stack)
+    content = '<response><tool_call name="issue_reader">{"reference": "gitlab-duo/test#1"}</tool_call></response>'
+    await ask(stack, "alice", {"chat": {"content": content}, "clientSubscriptionId": sub})
+    delivered = [await socket.until_final(op) for socket, op in zip((current, legacy), ops, strict=True)]
+    assert delivered[0] == delivered[1]
+    after = delivered_events(stack)
+    assert (after["sent"] - before["sent"], after["executed"] - before["executed"]) == (len(delivered[0]), len(delivered[1]))
+    assert any(m["type"] == "TOOL" and m["extras"]["toolCalls"] for m in delivered[0])  # a nested selection, filled
+    assert {m["__typename"] for m in delivered[0]} == {"AiMessage"}
+    for socket in (current, legacy):
+        await socket.close()
 
 
 @pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from contextlib import aclosing
 
 from access.tokens import authenticate
 from api.graphql.context import Context
 from api.graphql.schema import build_schema
 from api.services import Services
+from subscriptions.execution import EVENT_SENDER
 from subscriptions.messages import AiMessage, route_id
 
 SCHEMA = build_schema()
@@ -59,3 +61,43 @@ async def test_a_subscription_about_an_unreadable_resource_is_refused(services: 
         first = await anext(results)
     assert first.errors and "you don't have permission" in first.errors[0].message
     assert services.hub.subscriber_count == 0
+
+
+async def test_a_transport_that_sends_events_itself_gets_each_rendered_and_nothing_is_yielded(services: Services, seeded: dict) -> None:
+    """With `EVENT_SENDER` set (as graphql-transport-ws sets it), replayed and live events go to the sender,
+    rendered as the full execution renders them, and strawberry's stream yields none."""
+    alice = seeded["users"]["alice"]
+    route = route_id(alice["gid"], ai_action="chat")
+    cursors = [await services.publisher.publish(AiMessage("r", "assistant", content=f"m{i}", chunk_id=i), [route]) for i in range(1, 4)]
+    variables = {"userId": alice["gid"], "after": cursors[0]}
+    sent: list[dict] = []
+    replayed, third = asyncio.Event(), asyncio.Event()
+
+    async def send(data: dict) -> None:
+        sent.append(data)
+        (replayed if len(sent) == 2 else third if len(sent) == 3 else asyncio.Event()).set()
+
+    yielded: list = []
+
+    async def subscribe_with_sender() -> None:
+        EVENT_SENDER.set(send)  # in this task only, as the websocket handler sets it in the operation's task
+        stream = await SCHEMA.subscribe(QUERY, variable_values=variables, context_value=await context(services, alice["token"]))
+        async with aclosing(stream) as results:  # type: ignore[type-var]
+            async for result in results:
+                yielded.append(result)
+
+    operation = asyncio.create_task(subscribe_with_sender())
+    await replayed.wait()
+    await services.publisher.publish(AiMessage("r", "assistant", content="m4", chunk_id=4), [route])
+    await third.wait()
+    operation.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await operation
+    assert yielded == []
+    assert services.hub.subscriber_count == 0
+
+    stream = await SCHEMA.subscribe(QUERY, variable_values=variables, context_value=await context(services, alice["token"]))
+    async with aclosing(stream) as results:  # type: ignore[type-var]
+        executed = [await anext(results) for _ in range(3)]
+    assert sent == [result.data for result in executed]
+    assert [data["aiCompletionResponse"]["content"] for data in sent] == ["m2", "m3", "m4"]
