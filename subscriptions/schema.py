@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from enum import Enum
 from typing import Any, Protocol
 
@@ -171,12 +172,13 @@ class Subscription:
         with QUOTA.hold(context.principal.user_id, context.settings.max_subscriptions_per_user):
             subscriber = context.hub.subscribe(route)  # register before replaying: no gap between the two
             try:
-                async for message in _replayed_then_live(context.redis, route, subscriber, since):
-                    if plan is None:
-                        _EXECUTED.inc()
-                        yield AiMessageType.from_model(message)
-                    else:
-                        _SENT.inc()
-                        await send(plan.render(AiMessageType.from_model(message)))  # type: ignore[misc]
+                async with aclosing(_replayed_then_live(context.redis, route, subscriber, since)) as messages:
+                    async for message in messages:
+                        if send is None or plan is None:
+                            _EXECUTED.inc()
+                            yield AiMessageType.from_model(message)
+                        else:
+                            _SENT.inc()
+                            await send(plan.render(AiMessageType.from_model(message)))
             finally:
                 context.hub.unsubscribe(subscriber)

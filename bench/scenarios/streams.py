@@ -223,6 +223,9 @@ async def _measure(stack: Stack, streams: int, result: Result, *, direct: bool) 
     result.add(tag + "messages delivered / s (first to last arrival)", rate, "msg/s")
     result.add(tag + "peak CPU web / worker (0.5 s windows)",
                f"{peaks.get('web_cpu_percent', 0):.0f} / {peaks.get('worker_cpu_percent', 0):.0f}", "% of a core")
+    web_s = meter.seconds.get("web", 0.0)
+    result.add(tag + "web CPU per delivered message" + ("" if direct else " (its mutations included)"),
+               1000 * web_s / received if received else 0.0, "ms")
     result.add_calls(tag + "Redis commands per stream (20 chunks + final)", redis_calls)
     result.add(tag + "chunks received / expected", f"{chunks:,} / {streams * 20:,}")
     ok = complete == streams and chunks_ok == streams
