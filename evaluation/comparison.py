@@ -172,13 +172,15 @@ class Pairwise:
 
 @dataclass(frozen=True)
 class ArmStats:
-    """Operational numbers of one arm over all its results (milliseconds, tokens per answer)."""
+    """Operational numbers of one arm over all its results (milliseconds, tokens per answer). Latency and
+    time to first chunk are of the answered items only (None when none was answered): a failure that comes
+    back fast must not make an arm look quicker."""
 
     n: int
     errors: int
     error_rate: float
-    latency_p50: float
-    latency_p95: float
+    latency_p50: float | None
+    latency_p95: float | None
     ttfc_p50: float | None
     ttfc_p95: float | None
     input_tokens: float
@@ -345,14 +347,14 @@ def _pairwise(pairs: Sequence[ItemPair]) -> Pairwise | None:
 def _arm_stats(results: Sequence[ItemResult]) -> ArmStats:
     outputs = [result.output for result in results]
     errors = sum(output.failed for output in outputs)
-    latencies = [output.latency_ms for output in outputs]
-    ttfcs = [output.ttfc_ms for output in outputs if output.ttfc_ms is not None]
+    latencies = [output.latency_ms for output in outputs if not output.failed]
+    ttfcs = [output.ttfc_ms for output in outputs if output.ttfc_ms is not None and not output.failed]
     return ArmStats(
         n=len(outputs),
         errors=errors,
         error_rate=errors / len(outputs),
-        latency_p50=percentile(latencies, 0.5),
-        latency_p95=percentile(latencies, 0.95),
+        latency_p50=percentile(latencies, 0.5) if latencies else None,
+        latency_p95=percentile(latencies, 0.95) if latencies else None,
         ttfc_p50=percentile(ttfcs, 0.5) if ttfcs else None,
         ttfc_p95=percentile(ttfcs, 0.95) if ttfcs else None,
         input_tokens=sum(output.input_tokens for output in outputs) / len(outputs),

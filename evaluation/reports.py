@@ -266,7 +266,7 @@ def _stats_rows(report: RunReport) -> list[list[str]]:
         name,
         str(stats.n),
         f"{stats.errors} ({stats.error_rate:.0%})",
-        f"{stats.latency_p50:.0f} / {stats.latency_p95:.0f} ms",
+        "–" if stats.latency_p50 is None or stats.latency_p95 is None else f"{stats.latency_p50:.0f} / {stats.latency_p95:.0f} ms",
         "–" if stats.ttfc_p50 is None or stats.ttfc_p95 is None else f"{stats.ttfc_p50:.0f} / {stats.ttfc_p95:.0f} ms",
         f"{stats.input_tokens:.0f} / {stats.output_tokens:.0f}",
     ] for name, stats in arms]

@@ -104,6 +104,18 @@ async def test_errors_are_a_regression_of_the_error_rate() -> None:
     assert "error_rate" in " ".join(gate(report)[1])
 
 
+async def test_latency_is_of_answered_items_only() -> None:
+    """Failures that come back at once (here 1 ms against 400 ms answers) must not make an arm look faster."""
+    dataset = items()
+    arm = [(item, output("", "ProviderError", latency=1.0) if index % 2 else output(good(item), latency=400.0))
+           for index, item in enumerate(dataset)]
+    report = build_report(INFO, await results(arm), None)
+    assert (report.candidate_stats.latency_p50, report.candidate_stats.latency_p95) == (400.0, 400.0)
+    all_failed = build_report(INFO, await results([(item, output("", "ProviderError", latency=1.0)) for item in dataset]), None)
+    assert all_failed.candidate_stats.latency_p50 is None
+    assert "| – |" in render_markdown(all_failed)
+
+
 async def test_identical_arms_pass_and_max_regression_tolerates_a_small_loss() -> None:
     same = await report_of(lambda item: item.reference or "", lambda item: item.reference or "", latency=100.0)
     assert {metric.verdict for metric in same.metrics} == {"no detectable difference"}
