@@ -1,8 +1,8 @@
 """The two websocket protocols' handlers, with a deadline for `connection_init`.
 
-graphql-transport-ws sends the events of a plain `aiCompletionResponse` selection itself
-(`subscriptions.execution.EVENT_SENDER`): each is one `next` message, as strawberry would send it, without
-an execution per event.
+Both send the events of a plain `aiCompletionResponse` selection themselves
+(`subscriptions.execution.EVENT_SENDER`): each is one `next` (graphql-ws: `data`) message, as strawberry
+would send it, without an execution per event.
 
 strawberry's graphql-transport-ws handler has the deadline (`connection_init_wait_timeout`, here taken from
 the settings per connection); its legacy graphql-ws handler has none, so a socket that never sends
@@ -51,6 +51,15 @@ async def _send_next(operation: Operation[Any, Any], data: dict[str, Any]) -> No
 
 class LegacySocketHandler(BaseGraphQLWSHandler[Any, Any]):
     """graphql-ws (subscriptions-transport-ws), closed when `connection_init` does not come in time."""
+
+    async def handle_async_results(
+        self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
+    ) -> None:
+        EVENT_SENDER.set(partial(self._send_data, operation_id))  # in the operation's own task: for it alone
+        await super().handle_async_results(operation_id, query, operation_name, variables)
+
+    async def _send_data(self, operation_id: str, data: dict[str, Any]) -> None:
+        await self.send_message({"type": "data", "id": operation_id, "payload": {"data": data}})
 
     async def handle(self) -> None:
         deadline = asyncio.create_task(self._close_unless_initialised(), name="switchboard-ws-init-deadline")

@@ -122,12 +122,12 @@ async def test_the_legacy_graphql_ws_protocol_and_a_header_token_work(stack: Sta
     await socket.close()
 
 
-# The chat page's selection: graphql-transport-ws sends its events without executing them
-# (subscriptions.execution.EVENT_SENDER); the legacy protocol executes each one.
+# The chat page's selection. Both protocols send its events without executing them
+# (subscriptions.execution.EVENT_SENDER); with an inline fragment it is executed event by event.
+CHAT_PAGE_FIELDS = """__typename id requestId content contentHtml role errors timestamp chunkId type threadId cursor
+    extras { sources hasFeedback toolCalls cancelled }"""
 CHAT_PAGE_SUBSCRIPTION = """subscription($userId: UserID, $clientSubscriptionId: String, $aiAction: AiAction) {
-  aiCompletionResponse(userId: $userId, aiAction: $aiAction, clientSubscriptionId: $clientSubscriptionId) {
-    __typename id requestId content contentHtml role errors timestamp chunkId type threadId cursor
-    extras { sources hasFeedback toolCalls cancelled } } }"""
+  aiCompletionResponse(userId: $userId, aiAction: $aiAction, clientSubscriptionId: $clientSubscriptionId) { %s } }"""
 
 
 def delivered_events(stack: Stack) -> dict[str, float]:
@@ -140,21 +140,26 @@ def delivered_events(stack: Stack) -> dict[str, float]:
     return found
 
 
-async def test_both_protocols_deliver_the_same_messages_of_a_chat_turn_with_a_tool(stack: Stack) -> None:
+async def test_sent_and_executed_events_of_a_chat_turn_with_a_tool_are_the_same(stack: Stack) -> None:
     sub = csid()
     variables = {"userId": stack.gid("alice"), "aiAction": "CHAT", "clientSubscriptionId": sub}
     current = await GraphQLSocket.connect(stack.ws_url, stack.token("alice"))
     legacy = await GraphQLSocket.connect(stack.ws_url, stack.token("alice"), protocol="graphql-ws")
-    ops = [await current.subscribe(variables, CHAT_PAGE_SUBSCRIPTION, settle_s=0), await legacy.subscribe(variables, CHAT_PAGE_SUBSCRIPTION)]
+    plain = CHAT_PAGE_SUBSCRIPTION % CHAT_PAGE_FIELDS
+    fragment = CHAT_PAGE_SUBSCRIPTION % f"... on AiMessage {{ {CHAT_PAGE_FIELDS} }}"
+    subscribed = [(current, await current.subscribe(variables, plain, settle_s=0)),
+                  (legacy, await legacy.subscribe(variables, plain, settle_s=0)),
+                  (current, await current.subscribe(variables, fragment))]
     before = delivered_events(stack)
     content = '<response><tool_call name="issue_reader">{"reference": "gitlab-duo/test#1"}</tool_call></response>'
     await ask(stack, "alice", {"chat": {"content": content}, "clientSubscriptionId": sub})
-    delivered = [await socket.until_final(op) for socket, op in zip((current, legacy), ops, strict=True)]
-    assert delivered[0] == delivered[1]
-    after = delivered_events(stack)
-    assert (after["sent"] - before["sent"], after["executed"] - before["executed"]) == (len(delivered[0]), len(delivered[1]))
+    delivered = [await socket.until_final(op) for socket, op in subscribed]
+    assert delivered[0] == delivered[1] == delivered[2]
     assert any(m["type"] == "TOOL" and m["extras"]["toolCalls"] for m in delivered[0])  # a nested selection, filled
     assert {m["__typename"] for m in delivered[0]} == {"AiMessage"}
+    after = delivered_events(stack)
+    n = len(delivered[0])
+    assert (after["sent"] - before["sent"], after["executed"] - before["executed"]) == (2 * n, n)
     for socket in (current, legacy):
         await socket.close()
 
