@@ -15,6 +15,9 @@ ASGI middleware cannot help: the app is called only once the head is complete. S
 And uvicorn's websocket protocol (websockets' sans-I/O one, uvicorn's default) writes every frame with its
 own `send()` system call: a quarter of a web process's CPU when it delivers chunks to many subscriptions.
 `CoalescingWebSocketProtocol` gathers the frames a websocket gets in one turn of the event loop into one write.
+It also holds less per open websocket (a web process holds thousands, SPEC §12): its inbox of ASGI events and
+its "writable" flag are a list and a flag instead of an `asyncio.Queue` and an `asyncio.Event` (~4 KB, empty),
+and the handshake's request and response (their headers: ~4.5 KB) are let go once the handshake is done.
 """
 
 from __future__ import annotations
@@ -169,8 +172,86 @@ class CoalescedWrites:
         return getattr(self._transport, name)
 
 
+class _Inbox:
+    """What uvicorn's websocket protocol asks of its `asyncio.Queue` of ASGI receive events: `put_nowait`,
+    `get`, `empty`, `qsize`. Unbounded, as uvicorn's queue; a few events per connection, so a list."""
+
+    __slots__ = ("_loop", "_events", "_getters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._events: list[Any] = []
+        self._getters: list[asyncio.Future[None]] = []
+
+    def put_nowait(self, event: Any) -> None:
+        self._events.append(event)
+        for getter in self._getters:  # each woken getter looks again; one takes the event
+            if not getter.done():
+                getter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._events:
+            getter = self._loop.create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            finally:
+                self._getters.remove(getter)
+        return self._events.pop(0)
+
+    def empty(self) -> bool:
+        return not self._events
+
+    def qsize(self) -> int:
+        return len(self._events)
+
+
+class _Flag:
+    """What uvicorn's websocket protocol asks of its `asyncio.Event` "writable": set, clear, is_set, wait."""
+
+    __slots__ = ("_loop", "_set", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = self._loop.create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        await waiter
+        return True
+
+
 class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websocket protocol over `CoalescedWrites` (pass as uvicorn's `ws`)."""
+    """uvicorn's websocket protocol over `CoalescedWrites` (pass as uvicorn's `ws`), holding less per socket."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox(self.loop)  # type: ignore[assignment]
+        self.writable = _Flag(self.loop)  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if self.handshake_complete and hasattr(self, "response"):
+            del self.request, self.response  # read only until the handshake's answer is written

@@ -43,14 +43,22 @@ async def _ws_app(scope: dict, receive, send) -> None:  # noqa: ANN001
     await send({"type": "websocket.close", "code": 4000})
 
 
+async def _held_ws_app(scope: dict, receive, send) -> None:  # noqa: ANN001
+    """Accepts, echoes each message, and holds the socket until the client goes."""
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while (message := await receive())["type"] == "websocket.receive":
+        await send({"type": "websocket.send", "text": message["text"]})
+
+
 async def _app(scope: dict, receive, send) -> None:  # noqa: ANN001
     if scope["type"] == "websocket":
-        return await _ws_app(scope, receive, send)
+        return await (_held_ws_app if scope["path"] == "/held" else _ws_app)(scope, receive, send)
     return await _http_app(scope, receive, send)
 
 
 @pytest.fixture
-async def port() -> AsyncIterator[int]:
+async def server() -> AsyncIterator[tuple[int, uvicorn.Server]]:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(
@@ -62,9 +70,14 @@ async def port() -> AsyncIterator[int]:
     server.lifespan = config.lifespan_class(config)
     await server.startup(sockets=[sock])
     try:
-        yield sock.getsockname()[1]
+        yield sock.getsockname()[1], server
     finally:
         await server.shutdown(sockets=[sock])
+
+
+@pytest.fixture
+def port(server: tuple[int, uvicorn.Server]) -> int:
+    return server[0]
 
 
 async def _answer(reader: asyncio.StreamReader) -> bytes:
@@ -145,6 +158,22 @@ async def test_a_websockets_frames_of_one_turn_arrive_in_order_and_before_its_cl
             await asyncio.wait_for(socket_.recv(), 30)
     assert received == ["hello 0", "hello 1", "hello 2"]
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4000
+
+
+async def test_an_open_websocket_holds_neither_its_handshake_nor_asyncio_queues(server: tuple[int, uvicorn.Server]) -> None:
+    """A web process holds thousands of open websockets (SPEC §12: ≤ 30 KB each): the handshake's request and
+    response (~4.5 KB of headers) are let go once it is answered, and the inbox of ASGI events and the
+    writable flag are not an asyncio.Queue and Event (~4 KB, empty). The socket still works both ways."""
+    port, uvicorn_server = server
+    async with websockets.connect(f"ws://127.0.0.1:{port}/held") as socket_:
+        await socket_.send("one")
+        assert await asyncio.wait_for(socket_.recv(), 30) == "one"
+        [protocol] = [c for c in uvicorn_server.server_state.connections if isinstance(c, CoalescingWebSocketProtocol)]
+        assert not hasattr(protocol, "request") and not hasattr(protocol, "response")
+        assert not isinstance(protocol.queue, asyncio.Queue) and not isinstance(protocol.writable, asyncio.Event)
+        for text in ("two", "three"):
+            await socket_.send(text)
+        assert [await asyncio.wait_for(socket_.recv(), 30) for _ in range(2)] == ["two", "three"]
 
 
 class _RecordingTransport(asyncio.Transport):

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import tracemalloc
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
@@ -10,7 +11,7 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from core import keys
-from subscriptions.hub import Hub, SubscriberOverflow
+from subscriptions.hub import Hub, Subscriber, SubscriberOverflow
 from subscriptions.messages import AiMessage, route_id
 from subscriptions.streams import Publisher
 
@@ -127,3 +128,27 @@ async def test_the_hub_reports_when_it_no_longer_runs(redis_url: str) -> None:
     await asyncio.gather(task, return_exceptions=True)
     assert not hub.running
     await client.aclose()
+
+
+def _bytes_each(make: Callable[[], object], n: int = 1000) -> float:
+    """Python heap held by each of `n` objects that `make` returns (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        held = [make() for _ in range(n)]
+        return (tracemalloc.get_traced_memory()[0] - before) / len(held)
+    finally:
+        tracemalloc.stop()
+
+
+async def test_an_idle_subscriber_holds_no_queue_also_after_its_messages_were_read() -> None:
+    """A web process holds thousands of mostly idle subscribers (SPEC §12: ≤ 20 KB per subscription): an
+    empty asyncio.Queue alone is ~3.3 KB."""
+    assert _bytes_each(lambda: Subscriber(ROUTE_A, 10_000)) < 200
+    subscriber = Subscriber(ROUTE_A, 10_000)
+    reading = asyncio.create_task(take(subscriber, 2))
+    await asyncio.sleep(0)  # the reader waits
+    subscriber.deliver(AiMessage("r1", "assistant", content="1"))
+    subscriber.deliver(AiMessage("r1", "assistant", content="2"))
+    assert [m.content for m in await reading] == ["1", "2"]
+    assert subscriber._messages is None and subscriber._waiter is None
