@@ -254,4 +254,7 @@ class CoalescingWebSocketProtocol(WebSocketsSansIOProtocol):
     async def send(self, message: Any) -> None:
         await super().send(message)
         if self.handshake_complete and hasattr(self, "response"):
-            del self.request, self.response  # read only until the handshake's answer is written
+            # Read only until the handshake's answer is written. websockets' parser keeps the request for the
+            # socket's life (a local of its suspended generator), so its headers are emptied too.
+            self.request.headers.clear()
+            del self.request, self.response

@@ -170,6 +170,8 @@ async def test_an_open_websocket_holds_neither_its_handshake_nor_asyncio_queues(
         assert await asyncio.wait_for(socket_.recv(), 30) == "one"
         [protocol] = [c for c in uvicorn_server.server_state.connections if isinstance(c, CoalescingWebSocketProtocol)]
         assert not hasattr(protocol, "request") and not hasattr(protocol, "response")
+        parser = protocol.conn.parser  # websockets' parser generator keeps the request as a local
+        assert not parser.gi_frame.f_locals["request"].headers  # type: ignore[attr-defined]
         assert not isinstance(protocol.queue, asyncio.Queue) and not isinstance(protocol.writable, asyncio.Event)
         for text in ("two", "three"):
             await socket_.send(text)
