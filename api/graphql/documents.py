@@ -28,6 +28,7 @@ from graphql import (
     SelectionSetNode,
     parse,
 )
+from graphql.validation import ASTValidationRule
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
@@ -117,12 +118,17 @@ def _cost_error(document: DocumentNode, limits: DocumentLimits) -> GraphQLError 
 
 
 class DocumentGuard(SchemaExtension):
-    """Enforces `DocumentLimits` and serves parsing and validation from a `DocumentCache` (pass it as a
-    factory closing over one cache: `lambda: DocumentGuard(cache)`)."""
+    """Enforces `DocumentLimits`, adds `rules` to the validation rules (as strawberry's `AddValidationRules`
+    does, but when validating: its operation hook would live as long as a subscription, ~1.5 KB each), and
+    serves parsing and validation from a `DocumentCache` (pass it as a factory closing over one cache and
+    one tuple of rules: `lambda: DocumentGuard(cache, rules=RULES)`; the cache is valid for one set of rules)."""
 
-    def __init__(self, cache: DocumentCache, limits: DocumentLimits = DocumentLimits()) -> None:
+    def __init__(
+        self, cache: DocumentCache, limits: DocumentLimits = DocumentLimits(), *, rules: tuple[type[ASTValidationRule], ...] = ()
+    ) -> None:
         self.cache = cache
         self.limits = limits
+        self.rules = rules
         self._entry: _Entry | None = None
 
     def on_parse(self) -> Iterator[None]:
@@ -144,6 +150,7 @@ class DocumentGuard(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
+        context.validation_rules = context.validation_rules + self.rules
         if self._entry is not None and context.pre_execution_errors is None and context.validation_rules:
             context.pre_execution_errors = self._validated(self._entry)
         yield

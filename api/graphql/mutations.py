@@ -56,15 +56,19 @@ class AiActionPayload:
     thread_id: AiConversationThreadID | None = None
 
 
-# The refusals of the operation being executed (`Refusals` sets a fresh list per operation; each HTTP
+# The refusals of the operation being executed (`Refusals` sets a fresh list per execution; each HTTP
 # request and each websocket operation runs in its own task, so operations never share one).
 _REFUSALS: ContextVar[list[dict[str, object]] | None] = ContextVar("switchboard_refusals", default=None)
 
 
 class Refusals(SchemaExtension):
-    """Reports why `aiAction` refused, in the response's `extensions.refusals` (see the module docstring)."""
+    """Reports why `aiAction` refused, in the response's `extensions.refusals` (see the module docstring).
 
-    def on_operation(self) -> Iterator[None]:
+    Hooked on execution, not on the whole operation: strawberry keeps an operation hook (a suspended
+    generator and its wrappers, ~1.2 KB) for as long as a subscription lives; an execution hook of a
+    subscription ends once its source stream is created."""
+
+    def on_execute(self) -> Iterator[None]:
         self.refusals: list[dict[str, object]] = []
         _REFUSALS.set(self.refusals)
         yield

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import AddValidationRules, MaskErrors
+from strawberry.extensions import MaskErrors
 from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
@@ -75,8 +75,8 @@ def build_schema() -> strawberry.Schema:
         extensions=[
             # Size and cost limits before parsing and validation cost anything; frontends send the same few
             # documents over and over, so each is parsed and validated once (a cache bounded in bytes).
-            lambda: DocumentGuard(documents),
-            lambda: AddValidationRules([_DEPTH_LIMIT]),
+            # (with the depth rule: one rule class for the life of the process, as the cache needs)
+            lambda: DocumentGuard(documents, rules=(_DEPTH_LIMIT,)),
             lambda: _MaskErrors(should_mask_error=_unexpected, error_message=UNEXPECTED),
             Refusals,  # why aiAction said "AI features are not enabled ...": extensions.refusals
         ],

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from contextlib import aclosing
+
+from strawberry.extensions.context import OperationContextManager
 
 from access.tokens import authenticate
 from api.graphql.context import Context
@@ -101,3 +104,25 @@ async def test_a_transport_that_sends_events_itself_gets_each_rendered_and_nothi
         executed = [await anext(results) for _ in range(3)]
     assert sent == [result.data for result in executed]
     assert [data["aiCompletionResponse"]["content"] for data in sent] == ["m2", "m3", "m4"]
+
+
+async def test_a_live_subscription_keeps_only_error_masking_as_an_operation_hook(services: Services, seeded: dict) -> None:
+    """strawberry keeps every extension's operation hook (a suspended generator and its wrappers, ~1.2 KB) for
+    as long as a subscription lives, and a web process holds thousands (SPEC §12): the depth rule is added when
+    validating and refusals are collected per execution, so only error masking stays."""
+    alice = seeded["users"]["alice"]
+    route = route_id(alice["gid"], ai_action="chat")
+    cursors = [await services.publisher.publish(AiMessage("r", "assistant", content=f"m{i}"), [route]) for i in (1, 2)]
+    ctx = await context(services, alice["token"])
+    stream = await SCHEMA.subscribe(QUERY, variable_values={"userId": alice["gid"], "after": cursors[0]}, context_value=ctx)
+    async with aclosing(stream) as results:
+        first = await anext(results)  # replayed: the subscription is live
+        assert first.data is not None and first.data["aiCompletionResponse"]["content"] == "m2"
+        kept = [
+            type(hook.extension).__name__
+            for manager in gc.get_objects()
+            if isinstance(manager, OperationContextManager)
+            for hook in manager.hooks
+            if hook.extension.execution_context.context is ctx
+        ]
+    assert kept == ["_MaskErrors"]
