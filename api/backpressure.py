@@ -15,6 +15,8 @@ The body says so in a shape the client reads: GraphQL's `{"errors": [{"message":
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import orjson
 from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,10 +39,13 @@ class Backpressure:
         self.max_inflight = max_inflight  # 0: no limit
         self.inflight = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         if scope["type"] != "http" or scope["path"].startswith(_EXEMPT):
-            await self.app(scope, receive, send)
-            return
+            # The app's own awaitable: no frame of this middleware stays for as long as a websocket is open.
+            return self.app(scope, receive, send)
+        return self._limited(scope, receive, send)
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.max_inflight and self.inflight >= self.max_inflight:
             await _refuse(scope, send, Overloaded(TOO_MANY_REQUESTS))
             return

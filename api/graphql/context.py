@@ -8,6 +8,7 @@ stops being valid (`api.graphql.websockets`)."""
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -22,7 +23,6 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_WS_PROTOCOL
-from strawberry.types.unset import UNSET
 
 from access.tokens import Principal, auth_failed, hash_token
 from api.auth import principal_for_digest, token_from_headers, token_from_params
@@ -99,9 +99,13 @@ class SwitchboardGraphQL(GraphQL[Context, None]):
             raise HTTPException(400, "The request body must be a JSON object")
         return parsed
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Coroutine[Any, Any, None]:
         if scope["type"] != "http":
-            return await super().__call__(scope, receive, send)
+            # strawberry's own awaitable: no frame of ours stays for as long as a websocket is open
+            return super().__call__(scope, receive, send)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = Request(scope).app.state.services.settings.max_body_bytes
         too_large = f"Request body is too large (maximum is {limit} bytes)"
         declared = Headers(scope=scope).get("content-length", "")
@@ -123,6 +127,8 @@ class SwitchboardGraphQL(GraphQL[Context, None]):
             response = _error(exc.status_code, exc.reason)
         except _BodyTooLarge:
             response = _error(413, too_large, close=True)
+        except _InvalidToken:
+            response = JSONResponse(_UNAUTHORIZED, status_code=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
         except ClientDisconnect:
             return None  # nobody is left to answer
         await response(scope, receive, send)
@@ -136,12 +142,6 @@ class SwitchboardGraphQL(GraphQL[Context, None]):
     def open_sockets(self) -> OpenSockets:
         """This process's authenticated websockets, re-checked every `SWITCHBOARD_AUTH_CACHE_S`."""
         return OpenSockets()
-
-    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
-        try:
-            return await super().run(request, context, root_value)
-        except _InvalidToken:
-            return JSONResponse(_UNAUTHORIZED, status_code=401, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         services: Services = request.app.state.services
