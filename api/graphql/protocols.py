@@ -8,11 +8,14 @@ strawberry's graphql-transport-ws handler has the deadline (`connection_init_wai
 the settings per connection); its legacy graphql-ws handler has none, so a socket that never sends
 `connection_init` would stay open for good: this one closes it with 4408 as the newer protocol does, and
 closes with 4400 on a message that is not a protocol message instead of failing with a traceback.
+
+Operations with the same document share one copy of its text (both protocols).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from contextlib import suppress
 from datetime import timedelta
 from functools import partial
@@ -45,6 +48,9 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         # strawberry cancels the deadline's task here but keeps it, with its CancelledError and traceback, for
         # the socket's life (~1.6 KB per websocket). The loop finishes the cancelled task on its own.
         self.connection_init_timeout_task = None
+
+    async def handle_subscribe(self, message: Any) -> None:
+        await super().handle_subscribe(_shared_document(message))
 
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
         EVENT_SENDER.set(partial(_send_next, operation))  # in the operation's own task: for it alone
@@ -86,6 +92,18 @@ class LegacySocketHandler(BaseGraphQLWSHandler[Any, Any]):
             await self.websocket.close(code=_INVALID_MESSAGE_CODE, reason="Invalid message")
             return
         await super().handle_message(message)
+
+    async def handle_start(self, message: Any) -> None:
+        await super().handle_start(_shared_document(message))
+
+
+def _shared_document(message: Any) -> Any:
+    """The message with its document's text interned: a frontend sends one document for all its subscriptions,
+    and each operation keeps the text for its life (~0.4 KB each; an interned text goes with its last user)."""
+    payload = message.get("payload") if isinstance(message, dict) else None
+    if isinstance(payload, dict) and isinstance(payload.get("query"), str):
+        payload["query"] = sys.intern(payload["query"])
+    return message
 
 
 def _is_protocol_message(message: Any) -> bool:

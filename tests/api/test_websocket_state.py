@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from starlette.routing import WebSocketRoute
 from api.app import create_app
 from api.services import Services
 
+SUBSCRIPTION = "subscription($userId: UserID, $aiAction: AiAction) { aiCompletionResponse(userId: $userId, aiAction: $aiAction) { content } }"
 SCOPE = {
     "type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws", "path": "/api/graphql",
     "raw_path": b"/api/graphql", "query_string": b"", "root_path": "", "headers": [(b"host", b"switchboard")],
@@ -32,45 +34,69 @@ def _awaiting(task: asyncio.Task[Any]) -> list[str]:
     return names
 
 
+@dataclass
+class _Socket:
+    view: Any  # the app's GraphQL view
+    running: asyncio.Task[None]  # the app, serving this socket
+    inbound: asyncio.Queue[dict[str, Any]]
+    replies: asyncio.Queue[dict[str, Any]]
+
+    def say(self, message: dict[str, Any]) -> None:
+        self.inbound.put_nowait({"type": "websocket.receive", "text": json.dumps(message)})
+
+    async def reply(self) -> dict[str, Any]:
+        return await asyncio.wait_for(self.replies.get(), 10)  # a hang guard, not a timing assertion
+
+    @property
+    def handler(self) -> Any:
+        [handler] = [socket for sockets in self.view.open_sockets._by_digest.values() for socket in sockets]
+        return handler
+
+
 @pytest.fixture
-async def open_socket(services: Services, seeded: dict) -> AsyncIterator[tuple[Any, asyncio.Task[None]]]:
-    """An acknowledged graphql-transport-ws socket on the real app: its GraphQL view and the app's task."""
+async def socket(services: Services, seeded: dict) -> AsyncIterator[_Socket]:
+    """An acknowledged graphql-transport-ws socket on the real app."""
     app = create_app(services.settings)
     app.state.services = services
     view = next(route.endpoint for route in app.routes if isinstance(route, WebSocketRoute))
-    inbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    acknowledged = asyncio.Event()
+    replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
     async def send(message: dict[str, Any]) -> None:
-        if message["type"] == "websocket.send" and json.loads(message["text"])["type"] == "connection_ack":
-            acknowledged.set()
+        if message["type"] == "websocket.send":
+            replies.put_nowait(json.loads(message["text"]))
 
-    for message in (
-        {"type": "websocket.connect"},
-        {"type": "websocket.receive", "text": json.dumps(
-            {"type": "connection_init", "payload": {"Authorization": f"Bearer {seeded['users']['alice']['token']}"}})},
-    ):
-        inbound.put_nowait(message)
-    running = asyncio.create_task(app(dict(SCOPE), inbound.get, send))
-    await asyncio.wait_for(acknowledged.wait(), 10)  # a hang guard, not a timing assertion
-    yield view, running
+    inbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    inbound.put_nowait({"type": "websocket.connect"})
+    socket = _Socket(view, asyncio.create_task(app(dict(SCOPE), inbound.get, send)), inbound, replies)
+    socket.say({"type": "connection_init", "payload": {"Authorization": f"Bearer {seeded['users']['alice']['token']}"}})
+    assert (await socket.reply())["type"] == "connection_ack"
+    yield socket
     inbound.put_nowait({"type": "websocket.disconnect", "code": 1000})
-    await asyncio.wait_for(running, 10)
+    await asyncio.wait_for(socket.running, 10)
     assert len(view.open_sockets) == 0
 
 
-async def test_an_acknowledged_socket_keeps_no_connection_init_deadline_task(open_socket: tuple[Any, asyncio.Task[None]]) -> None:
+async def test_an_acknowledged_socket_keeps_no_connection_init_deadline_task(socket: _Socket) -> None:
     """strawberry cancels the deadline at `connection_init` but kept the finished task (with its CancelledError
     and traceback, ~1.6 KB) for as long as the socket stays open."""
-    view, _ = open_socket
-    [handler] = [socket for sockets in view.open_sockets._by_digest.values() for socket in sockets]
-    assert handler.connection_acknowledged and handler.connection_init_timeout_task is None
+    assert socket.handler.connection_acknowledged and socket.handler.connection_init_timeout_task is None
 
 
-async def test_an_open_socket_is_not_held_in_frames_of_our_pass_through_layers(open_socket: tuple[Any, asyncio.Task[None]]) -> None:
+async def test_an_open_socket_is_not_held_in_frames_of_our_pass_through_layers(socket: _Socket) -> None:
     """The in-flight limit and the GraphQL view's HTTP checks do nothing for a websocket: they hand it on
     without staying suspended in between for the socket's life."""
-    _, running = open_socket
-    awaiting = _awaiting(running)
+    awaiting = _awaiting(socket.running)
     assert "_Reauthenticating.handle" in awaiting  # the walk reached the socket's handler
     assert not {"Backpressure.__call__", "SwitchboardGraphQL.__call__", "SwitchboardGraphQL.run"} & set(awaiting)
+
+
+async def test_subscriptions_with_the_same_document_share_its_text(socket: _Socket, seeded: dict) -> None:
+    """A frontend sends one subscription document for all its subscriptions (GitLab's does); each operation
+    kept its own copy of the text (~0.4 KB) for its life."""
+    variables = {"userId": seeded["users"]["alice"]["gid"], "aiAction": "CHAT"}
+    for n in (1, 2):
+        socket.say({"id": str(n), "type": "subscribe", "payload": {"query": SUBSCRIPTION, "variables": variables}})
+    socket.say({"type": "ping"})  # handled after both subscribes, in order
+    assert (await socket.reply())["type"] == "pong"
+    first, second = socket.handler.operations["1"], socket.handler.operations["2"]
+    assert first.query == SUBSCRIPTION and first.query is second.query
