@@ -27,12 +27,14 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 __all__ = ["EventExecutionContext", "EventPlan", "EVENT_SENDER"]
 
+# How to render an object from its attributes: (response key, attribute ("" for the object itself), leaf
+# serializer or a nested object's plan, is a list).
+_Fields = list[tuple[str, str, "Callable[[Any], Any] | _Fields", bool]]
+
 # Set by a websocket transport for the operation it runs (in the operation's own task): sends one event's
 # response data, `{responseKey: {...}}`, as that protocol's next message.
 EVENT_SENDER: ContextVar[Callable[[dict[str, Any]], Awaitable[None]] | None] = ContextVar("event_sender", default=None)
 
-# (response key, attribute, serializer, is a list); None where a field needs the full path.
-_Plan = list[tuple[str, str, Callable[[Any], Any] | None, bool]]
 _FAST_TYPES = frozenset({"AiMessage"})
 
 
@@ -54,8 +56,8 @@ def _typename(parent_type: GraphQLObjectType) -> Callable[[Any], str]:
     return lambda _: parent_type.name
 
 
-def _leaf_plan(parent_type: GraphQLObjectType, grouped_field_set: dict[str, Any]) -> _Plan | None:
-    plan: _Plan = []
+def _leaf_plan(parent_type: GraphQLObjectType, grouped_field_set: dict[str, Any]) -> _Fields | None:
+    plan: _Fields = []
     for response_name, details in grouped_field_set.items():
         node = details[0].node
         name = node.name.value
@@ -70,10 +72,6 @@ def _leaf_plan(parent_type: GraphQLObjectType, grouped_field_set: dict[str, Any]
         attribute, field_type = plain
         plan.append((response_name, attribute, get_named_type(field_type).serialize, _is_list(field_type)))
     return plan
-
-
-# (response key, attribute, leaf serializer or nested object's plan, is a list)
-_Fields = list[tuple[str, str, "Callable[[Any], Any] | _Fields", bool]]
 
 
 def _selection_plan(parent_type: GraphQLObjectType, node: FieldNode) -> _Fields | None:
@@ -150,7 +148,7 @@ class EventExecutionContext(StrawberryGraphQLCoreExecutionContext):
         # Both caches are shared with the per-event copies of this executor (graphql-core copies it
         # shallowly) and keyed by the identity of nodes of this operation's document, which lives as long.
         self._subfields: dict[tuple[str, tuple[int, ...]], Any] = {}
-        self._plans: dict[tuple[str, tuple[int, ...]], _Plan | None] = {}
+        self._plans: dict[tuple[str, tuple[int, ...]], _Fields | None] = {}
 
     def collect_subfields(self, return_type: GraphQLObjectType, field_details_list: Any) -> Any:
         key = (return_type.name, tuple(id(details.node) for details in field_details_list))
@@ -175,14 +173,4 @@ class EventExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self._plans[key] = plan
         if plan is None:
             return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
-        result: dict[str, Any] = {}
-        for response_name, attribute, serialize, is_list in plan:
-            value = getattr(source_value, attribute) if attribute else source_value
-            if value is None or serialize is None:
-                result[response_name] = None
-            elif is_list:
-                result[response_name] = [serialize(item) for item in value]
-            else:
-                result[response_name] = serialize(value)
-        return result
-
+        return _render(plan, source_value)
