@@ -128,8 +128,8 @@ SUBSCRIPTIONS = Gauge("switchboard_subscriptions_active", "GraphQL subscriptions
 WEBSOCKETS = Gauge("switchboard_websocket_connections", "Open websocket connections of this web process")
 SUBSCRIPTION_EVENTS = Counter(
     "switchboard_subscription_events",
-    "Messages delivered to subscriptions: `sent` by the websocket without a GraphQL execution (a plain selection "
-    "over graphql-transport-ws), or `executed` one by one",
+    "Messages delivered to subscriptions: `sent` by the websocket without a GraphQL execution (a plain selection, "
+    "either websocket protocol), or `executed` one by one",
     ["delivery"],
 )
 HUB_LAG = Gauge("switchboard_hub_lag_seconds", "Age of the newest message the hub dispatched, when it did")

@@ -56,21 +56,30 @@ def _typename(parent_type: GraphQLObjectType) -> Callable[[Any], str]:
     return lambda _: parent_type.name
 
 
+def _leaf(parent_type: GraphQLObjectType, key: str, name: str) -> tuple[str, str, Callable[[Any], Any], bool] | None:
+    """The plan entry of `__typename` or of a plain leaf field under response key `key`; None for any other."""
+    if name == "__typename":
+        return key, "", _typename(parent_type), False
+    plain = _plain_field(parent_type, name)
+    if plain is None:
+        return None
+    attribute, field_type = plain
+    named = get_named_type(field_type)
+    if isinstance(named, GraphQLObjectType):
+        return None
+    return key, attribute, named.serialize, _is_list(field_type)
+
+
 def _leaf_plan(parent_type: GraphQLObjectType, grouped_field_set: dict[str, Any]) -> _Fields | None:
     plan: _Fields = []
     for response_name, details in grouped_field_set.items():
         node = details[0].node
-        name = node.name.value
-        if len(details) != 1 or node.selection_set is not None or node.arguments:
+        entry = None
+        if len(details) == 1 and node.selection_set is None and not node.arguments:
+            entry = _leaf(parent_type, response_name, node.name.value)
+        if entry is None:
             return None
-        if name == "__typename":
-            plan.append((response_name, "", _typename(parent_type), False))
-            continue
-        plain = _plain_field(parent_type, name)
-        if plain is None:
-            return None
-        attribute, field_type = plain
-        plan.append((response_name, attribute, get_named_type(field_type).serialize, _is_list(field_type)))
+        plan.append(entry)
     return plan
 
 
@@ -84,24 +93,22 @@ def _selection_plan(parent_type: GraphQLObjectType, node: FieldNode) -> _Fields 
         key, name = (selection.alias or selection.name).value, selection.name.value
         if any(planned[0] == key for planned in plan):
             return None  # the same key twice: graphql-core merges the two selections
-        if name == "__typename":
-            plan.append((key, "", _typename(parent_type), False))
-            continue
-        plain = _plain_field(parent_type, name)
-        if plain is None:
+        entry = _leaf(parent_type, key, name) if selection.selection_set is None else _nested(parent_type, key, selection)
+        if entry is None:
             return None
-        attribute, field_type = plain
-        named = get_named_type(field_type)
-        if isinstance(named, GraphQLObjectType):
-            nested = _selection_plan(named, selection) if selection.selection_set else None
-            if nested is None or _is_list(field_type):
-                return None
-            plan.append((key, attribute, nested, False))
-        elif selection.selection_set is None:
-            plan.append((key, attribute, named.serialize, _is_list(field_type)))
-        else:
-            return None
+        plan.append(entry)
     return plan or None
+
+
+def _nested(parent_type: GraphQLObjectType, key: str, selection: FieldNode) -> tuple[str, str, _Fields, bool] | None:
+    """The plan entry of a plain field holding one object (not a list), with its own plain selection."""
+    plain = _plain_field(parent_type, selection.name.value)
+    if plain is None:
+        return None
+    attribute, field_type = plain
+    named = get_named_type(field_type)
+    nested = _selection_plan(named, selection) if isinstance(named, GraphQLObjectType) else None
+    return None if nested is None or _is_list(field_type) else (key, attribute, nested, False)
 
 
 def _render(plan: _Fields, source: Any) -> dict[str, Any]:
