@@ -11,6 +11,8 @@
       ├── ServiceUnavailable                     Redis is unreachable: try again (extensions code SERVICE_UNAVAILABLE)
       ├── Overloaded(message, retry_after_s)     too much work in progress, or no database connection in time:
       │                                          the web answers HTTP 503 with Retry-After
+      ├── SubscriberOverflow                     a subscription fell too far behind its messages: resubscribe
+      │                                          with `after`
       └── ProviderError(provider, status, retryable)   5xx, connection lost, stream cut (retryable)
             ├── ProviderTimeout                  no answer in time (not retried: the user waited already)
             ├── ProviderRateLimited(retry_after) 429 / 529 (retryable, honouring retry-after)
@@ -31,6 +33,7 @@ __all__ = [
     "DatasetError",
     "ServiceUnavailable",
     "Overloaded",
+    "SubscriberOverflow",
     "ProviderError",
     "ProviderTimeout",
     "ProviderRateLimited",
@@ -163,6 +166,13 @@ class Overloaded(SwitchboardError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class SubscriberOverflow(SwitchboardError):
+    """A subscriber fell too far behind; it should resubscribe with `after` set to its last cursor."""
+
+    def __init__(self, message: str = "too many undelivered messages; resubscribe with `after`") -> None:
+        super().__init__(message)
 
 
 class ProviderError(SwitchboardError):

@@ -9,31 +9,81 @@ them with the fields' own leaf types — the same values the slow path produces.
 
 Even so, strawberry's path per event (its stream, graphql-core's `map_async_iterable`, every extension's
 hooks, the result's wrapping into a protocol message) costs several times the event's own rendering. A
-websocket transport that can send an event's data itself sets `EVENT_SENDER` for its operation; a
-subscription whose selection `EventPlan.for_info` can render (plain fields, nested plain objects, aliases,
-`__typename`; no fragments, directives or arguments) then hands each event's rendered data to that sender
-and yields nothing, so strawberry sees one long-running event instead of one execution per message. Any
-other selection, and every other transport, takes the path above.
+websocket transport that can send an event's payload itself sets an `EventSink` (`EVENT_SINK`) for its
+operation; a subscription whose selection `EventPlan.for_info` can render (plain fields, nested plain
+objects, aliases, `__typename`; no fragments, directives or arguments) then hands each event's rendered data
+to the sink and yields nothing, so strawberry sees one long-running event instead of one execution per
+message. Any other selection, and every other transport, takes the path above.
+
+A live operation also keeps strawberry's and graphql-core's state for as long as it runs (~10 KB: the
+execution context, every extension's operation hook, the subscription's iterators), though a subscription
+whose events are sent needs none of it after it started. A transport that can go on sending after the
+operation's execution has ended says so (`EventSink(send, detachable=True)`): the subscription then hands
+its event source to the sink (`EventSink.detach`) and ends its execution, and the transport runs the source
+(`EventSink.run_detached`) in the operation's task before it completes the operation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol
 
 from graphql import FieldNode, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLResolveInfo, get_named_type
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-__all__ = ["EventExecutionContext", "EventPlan", "EVENT_SENDER"]
+__all__ = ["EventExecutionContext", "EventPlan", "EventSink", "EventSource", "EVENT_SINK"]
 
 # How to render an object from its attributes: (response key, attribute ("" for the object itself), leaf
 # serializer or a nested object's plan, is a list).
 _Fields = list[tuple[str, str, "Callable[[Any], Any] | _Fields", bool]]
 
-# Set by a websocket transport for the operation it runs (in the operation's own task): sends one event's
-# response data, `{responseKey: {...}}`, as that protocol's next message.
-EVENT_SENDER: ContextVar[Callable[[dict[str, Any]], Awaitable[None]] | None] = ContextVar("event_sender", default=None)
+
+
+class EventSource(Protocol):
+    """A subscription's events, sent through a sink until cancelled; holds its place (hub, quota) until closed."""
+
+    async def run(self) -> None: ...
+
+    def close(self) -> None: ...  # idempotent, and valid when `run` never started
+
+
+class EventSink:
+    """Where a websocket transport takes a subscription's events for one operation: `send` sends one event's
+    data (`{responseKey: {...}}`) as that protocol's next message. A `detachable` sink also takes the
+    subscription's event source, to run it after the operation's execution ended (an error it raises is
+    the transport's to report, as strawberry reports an error raised by a subscription's events)."""
+
+    __slots__ = ("send", "_detachable", "_source")
+
+    def __init__(self, send: Callable[[dict[str, Any]], Awaitable[None]], *, detachable: bool = False) -> None:
+        self.send = send
+        self._detachable = detachable
+        self._source: EventSource | None = None
+
+    def detach(self, source: EventSource) -> bool:
+        """Take `source` to run it later (True), or leave it to the caller (False: not detachable)."""
+        if self._detachable:
+            self._source = source
+        return self._detachable
+
+    async def run_detached(self) -> None:
+        """Run the detached source, if any, until it ends or is cancelled; closed either way."""
+        source = self._source
+        if source is not None:
+            try:
+                await source.run()
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        source, self._source = self._source, None
+        if source is not None:
+            source.close()
+
+
+# Set by a websocket transport for the operation it runs (in the operation's own task, for it alone).
+EVENT_SINK: ContextVar[EventSink | None] = ContextVar("event_sink", default=None)
 
 _FAST_TYPES = frozenset({"AiMessage"})
 

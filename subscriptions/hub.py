@@ -25,16 +25,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from core import keys
+from core.errors import SubscriberOverflow
 from core.metrics import HUB_BAD_ENTRIES
 from subscriptions.messages import AiMessage
 
-__all__ = ["Hub", "Subscriber", "SubscriberOverflow"]
+__all__ = ["Hub", "Subscriber"]
 
 log = logging.getLogger(__name__)
-
-
-class SubscriberOverflow(Exception):
-    """A subscriber fell too far behind; it should resubscribe with `after` set to its last cursor."""
 
 
 class Subscriber:
@@ -67,7 +64,7 @@ class Subscriber:
             messages = self._messages
             if not messages:
                 if self._overflowed:
-                    raise SubscriberOverflow("too many undelivered messages; resubscribe with `after`")
+                    raise SubscriberOverflow()
                 self._waiter = asyncio.get_running_loop().create_future()
                 try:
                     await self._waiter

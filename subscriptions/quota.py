@@ -7,8 +7,6 @@ so that opening more sockets does not multiply what one user may hold.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from core.errors import InvalidInput
 
@@ -22,18 +20,16 @@ class SubscriptionQuota:
     def held(self, user_id: int) -> int:
         return self._held[user_id]
 
-    @contextmanager
-    def hold(self, user_id: int, limit: int) -> Iterator[None]:
-        """One subscription of `user_id` for the block's duration; InvalidInput when they hold `limit`."""
+    def take(self, user_id: int, limit: int) -> None:
+        """One more subscription of `user_id` (give it back with `release`); InvalidInput when they hold `limit`."""
         if self._held[user_id] >= limit:
             raise InvalidInput(None, f"Too many subscriptions: at most {limit} at once per user")
         self._held[user_id] += 1
-        try:
-            yield
-        finally:
-            self._held[user_id] -= 1
-            if not self._held[user_id]:
-                del self._held[user_id]
+
+    def release(self, user_id: int) -> None:
+        self._held[user_id] -= 1
+        if self._held[user_id] <= 0:
+            del self._held[user_id]
 
 
 QUOTA = SubscriptionQuota()  # this process's: the limit is per web process

@@ -18,7 +18,7 @@ from core.errors import RESOURCE_NOT_AVAILABLE, AccessDenied
 from core.ids import AI_MODEL_TYPES, GlobalID
 from core.metrics import SUBSCRIPTION_EVENTS
 from core.settings import Settings
-from subscriptions.execution import EVENT_SENDER, EventPlan
+from subscriptions.execution import EVENT_SINK, EventPlan, EventSink
 from subscriptions.hub import Hub, Subscriber
 from subscriptions.messages import AiMessage, route_id
 from subscriptions.quota import QUOTA
@@ -128,18 +128,50 @@ async def _authorize(context: SubscriptionContext, user_id: str | None, resource
     return str(gid)
 
 
-async def _replayed_then_live(
-    redis: Redis, route: str, subscriber: Subscriber, since: tuple[int, int] | None
-) -> AsyncGenerator[AiMessage, None]:
-    """The route's messages after `since` (none when None), then the live ones, without a duplicate."""
-    if since is not None:
-        for message in await replay(redis, route, since):
+class _Events:
+    """One subscription's messages: the route's history after `since` (none when None), then the live ones,
+    without a duplicate. Holds a place in the user's quota and in the hub from creation until `close()`.
+    When sent through a sink (`render` with a plan), it is the `EventSource` a transport may run after the
+    subscription's execution ended."""
+
+    __slots__ = ("_redis", "_hub", "_user_id", "_subscriber", "_since", "_sent")
+
+    def __init__(self, context: SubscriptionContext, user_id: int, route: str, since: tuple[int, int] | None) -> None:
+        QUOTA.take(user_id, context.settings.max_subscriptions_per_user)
+        self._redis, self._hub, self._user_id, self._since = context.redis, context.hub, user_id, since
+        self._subscriber: Subscriber | None = context.hub.subscribe(route)  # before replaying: no gap between
+        self._sent: tuple[EventPlan, EventSink] | None = None
+
+    def sent_through(self, plan: EventPlan, sink: EventSink) -> _Events:
+        self._sent = (plan, sink)
+        return self
+
+    async def messages(self) -> AsyncGenerator[AiMessage, None]:
+        subscriber, since = self._subscriber, self._since
+        assert subscriber is not None, "closed"
+        if since is not None:
+            for message in await replay(self._redis, subscriber.route, since):
+                yield message
+                since = parse_cursor(message.cursor or "0-0")
+        async for message in subscriber:
+            if since is not None and not after_cursor(message.cursor or "0-0", since):
+                continue  # already replayed
             yield message
-            since = parse_cursor(message.cursor or "0-0")
-    async for message in subscriber:
-        if since is not None and not after_cursor(message.cursor or "0-0", since):
-            continue  # already replayed
-        yield message
+
+    async def run(self) -> None:
+        """Send every message through the sink, rendered by the plan, until cancelled."""
+        assert self._sent is not None
+        plan, sink = self._sent
+        async with aclosing(self.messages()) as messages:
+            async for message in messages:
+                _SENT.inc()
+                await sink.send(plan.render(AiMessageType.from_model(message)))
+
+    def close(self) -> None:
+        subscriber, self._subscriber = self._subscriber, None
+        if subscriber is not None:
+            self._hub.unsubscribe(subscriber)
+            QUOTA.release(self._user_id)
 
 
 @strawberry.type
@@ -166,19 +198,20 @@ class Subscription:
             client_subscription_id=client_subscription_id,
             ai_action=ai_action.value if ai_action else None,
         )
-        # A websocket transport sends the events of a plain selection itself (subscriptions.execution).
-        send = EVENT_SENDER.get()
-        plan = EventPlan.for_info(info._raw_info) if send is not None else None  # strawberry is pinned
-        with QUOTA.hold(context.principal.user_id, context.settings.max_subscriptions_per_user):
-            subscriber = context.hub.subscribe(route)  # register before replaying: no gap between the two
-            try:
-                async with aclosing(_replayed_then_live(context.redis, route, subscriber, since)) as messages:
-                    async for message in messages:
-                        if send is None or plan is None:
-                            _EXECUTED.inc()
-                            yield AiMessageType.from_model(message)
-                        else:
-                            _SENT.inc()
-                            await send(plan.render(AiMessageType.from_model(message)))
-            finally:
-                context.hub.unsubscribe(subscriber)
+        events = _Events(context, context.principal.user_id, route, since)
+        # A websocket transport sends the events of a plain selection itself (subscriptions.execution), and
+        # runs them after this execution ended when it can (then it closes them).
+        sink = EVENT_SINK.get()
+        plan = EventPlan.for_info(info._raw_info) if sink is not None else None  # strawberry is pinned
+        if sink is not None and plan is not None and sink.detach(events.sent_through(plan, sink)):
+            return
+        try:
+            if sink is not None and plan is not None:
+                await events.run()
+                return
+            async with aclosing(events.messages()) as messages:
+                async for message in messages:
+                    _EXECUTED.inc()
+                    yield AiMessageType.from_model(message)
+        finally:
+            events.close()

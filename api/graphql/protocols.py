@@ -1,8 +1,10 @@
 """The two websocket protocols' handlers, with a deadline for `connection_init`.
 
 Both send the events of a plain `aiCompletionResponse` selection themselves
-(`subscriptions.execution.EVENT_SENDER`): each is one `next` (graphql-ws: `data`) message, as strawberry
-would send it, without an execution per event.
+(`subscriptions.execution.EVENT_SINK`): each is one `next` (graphql-ws: `data`) message, as strawberry
+would send it, without an execution per event. graphql-transport-ws also ends the subscription's execution
+once it started and sends its events after (`EventSink.run_detached`): a live subscription then keeps none of
+strawberry's and graphql-core's state (~10 KB each).
 
 strawberry's graphql-transport-ws handler has the deadline (`connection_init_wait_timeout`, here taken from
 the settings per connection); its legacy graphql-ws handler has none, so a socket that never sends
@@ -24,7 +26,7 @@ from typing import Any
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 
-from subscriptions.execution import EVENT_SENDER
+from subscriptions.execution import EVENT_SINK, EventSink
 
 __all__ = ["SocketHandler", "LegacySocketHandler", "INIT_TIMEOUT_CODE"]
 
@@ -53,8 +55,27 @@ class SocketHandler(BaseGraphQLTransportWSHandler[Any, Any]):
         await super().handle_subscribe(_shared_document(message))
 
     async def run_operation(self, operation: Operation[Any, Any]) -> None:
-        EVENT_SENDER.set(partial(_send_next, operation))  # in the operation's own task: for it alone
-        await super().run_operation(operation)
+        sink = EventSink(partial(_send_next, operation), detachable=True)
+        EVENT_SINK.set(sink)  # in the operation's own task: for it alone
+        try:
+            await super().run_operation(operation)
+        finally:
+            sink.close()  # events detached but never run (the operation was stopped before)
+
+    async def _send_result_stream(self, operation: Operation[Any, Any], result_source: Any) -> None:
+        """strawberry's, then the events a subscription detached: its execution has ended and its state is
+        freed. An error they raise ends the operation as strawberry ends it: one `next` with the (masked)
+        error, then `complete`."""
+        await super()._send_result_stream(operation, result_source)
+        sink = EVENT_SINK.get()
+        assert sink is not None
+        try:
+            await sink.run_detached()
+        except Exception as exc:
+            error = self.schema.reported_error(exc)  # type: ignore[attr-defined]  # api.graphql.schema._Schema
+            await operation.send_operation_message(
+                {"id": operation.id, "type": "next", "payload": {"data": None, "errors": [error.formatted]}}
+            )
 
 
 async def _send_next(operation: Operation[Any, Any], data: dict[str, Any]) -> None:
@@ -67,7 +88,7 @@ class LegacySocketHandler(BaseGraphQLWSHandler[Any, Any]):
     async def handle_async_results(
         self, operation_id: str, query: str, operation_name: str | None, variables: dict[str, object] | None
     ) -> None:
-        EVENT_SENDER.set(partial(self._send_data, operation_id))  # in the operation's own task: for it alone
+        EVENT_SINK.set(EventSink(partial(self._send_data, operation_id)))  # in the operation's own task: for it alone
         await super().handle_async_results(operation_id, query, operation_name, variables)
 
     async def _send_data(self, operation_id: str, data: dict[str, Any]) -> None:

@@ -64,6 +64,13 @@ class _Schema(strawberry.Schema):
         quote user input, which is not logged."""
         super().process_errors([e for e in errors if _unexpected(e)], execution_context)
 
+    def reported_error(self, exc: Exception) -> GraphQLError:
+        """The error a client is sent for `exc`, raised by a subscription's events outside an execution:
+        logged and masked as an execution's error would be."""
+        error = GraphQLError(str(exc), original_error=exc)
+        self.process_errors([error])
+        return GraphQLError(UNEXPECTED) if _unexpected(error) else error
+
 
 def build_schema() -> strawberry.Schema:
     documents = DocumentCache()

@@ -5,6 +5,7 @@ suspended frame of our pass-through layers (each a coroutine of ~0.25–0.5 KB f
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,8 +16,12 @@ from starlette.routing import WebSocketRoute
 
 from api.app import create_app
 from api.services import Services
+from subscriptions.execution import EventExecutionContext
+from subscriptions.messages import AiMessage, route_id
+from subscriptions.quota import QUOTA
 
 SUBSCRIPTION = "subscription($userId: UserID, $aiAction: AiAction) { aiCompletionResponse(userId: $userId, aiAction: $aiAction) { content } }"
+RESUMING = "subscription($userId: UserID, $aiAction: AiAction, $after: String) { aiCompletionResponse(userId: $userId, aiAction: $aiAction, after: $after) { content } }"
 SCOPE = {
     "type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws", "path": "/api/graphql",
     "raw_path": b"/api/graphql", "query_string": b"", "root_path": "", "headers": [(b"host", b"switchboard")],
@@ -40,6 +45,7 @@ class _Socket:
     running: asyncio.Task[None]  # the app, serving this socket
     inbound: asyncio.Queue[dict[str, Any]]
     replies: asyncio.Queue[dict[str, Any]]
+    writable: asyncio.Event  # cleared: the app's sends wait, as on a client that does not read
 
     def say(self, message: dict[str, Any]) -> None:
         self.inbound.put_nowait({"type": "websocket.receive", "text": json.dumps(message)})
@@ -60,14 +66,17 @@ async def socket(services: Services, seeded: dict) -> AsyncIterator[_Socket]:
     app.state.services = services
     view = next(route.endpoint for route in app.routes if isinstance(route, WebSocketRoute))
     replies: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    writable = asyncio.Event()
+    writable.set()
 
     async def send(message: dict[str, Any]) -> None:
+        await writable.wait()
         if message["type"] == "websocket.send":
             replies.put_nowait(json.loads(message["text"]))
 
     inbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     inbound.put_nowait({"type": "websocket.connect"})
-    socket = _Socket(view, asyncio.create_task(app(dict(SCOPE), inbound.get, send)), inbound, replies)
+    socket = _Socket(view, asyncio.create_task(app(dict(SCOPE), inbound.get, send)), inbound, replies, writable)
     socket.say({"type": "connection_init", "payload": {"Authorization": f"Bearer {seeded['users']['alice']['token']}"}})
     assert (await socket.reply())["type"] == "connection_ack"
     yield socket
@@ -100,3 +109,58 @@ async def test_subscriptions_with_the_same_document_share_its_text(socket: _Sock
     assert (await socket.reply())["type"] == "pong"
     first, second = socket.handler.operations["1"], socket.handler.operations["2"]
     assert first.query == SUBSCRIPTION and first.query is second.query
+
+
+def _executions_of(context: Any) -> list[Any]:
+    return [o for o in gc.get_objects() if isinstance(o, EventExecutionContext) and o.context_value is context]
+
+
+async def test_a_live_plain_subscription_keeps_no_execution_and_its_events_still_arrive(
+    socket: _Socket, services: Services, seeded: dict
+) -> None:
+    """graphql-transport-ws ends a plain subscription's execution once it started and sends its events after:
+    graphql-core's execution context and strawberry's state (~10 KB) are not kept for the subscription's life."""
+    alice = seeded["users"]["alice"]
+    route = route_id(alice["gid"], ai_action="chat")
+    first = await services.publisher.publish(AiMessage("r", "assistant", content="m1", chunk_id=1), [route])
+    await services.publisher.publish(AiMessage("r", "assistant", content="m2", chunk_id=2), [route])
+    variables = {"userId": alice["gid"], "aiAction": "CHAT", "after": first}
+    socket.say({"id": "1", "type": "subscribe", "payload": {"query": RESUMING, "variables": variables}})
+    replayed = await socket.reply()
+    assert replayed == {"id": "1", "type": "next", "payload": {"data": {"aiCompletionResponse": {"content": "m2"}}}}
+    gc.collect()
+    assert _executions_of(socket.handler.context) == []
+    await services.publisher.publish(AiMessage("r", "assistant", content="m3", chunk_id=3), [route])
+    assert (await socket.reply())["payload"]["data"]["aiCompletionResponse"]["content"] == "m3"
+    assert services.hub.subscriber_count == 1 and QUOTA.held(alice["id"]) == 1
+    socket.say({"id": "1", "type": "complete"})
+    socket.say({"type": "ping"})  # answered once `complete` was handled: the operation's task has ended
+    assert (await socket.reply())["type"] == "pong"
+    assert services.hub.subscriber_count == 0 and QUOTA.held(alice["id"]) == 0
+
+
+async def test_an_error_of_detached_events_ends_the_subscription_as_an_execution_would(
+    socket: _Socket, services: Services, seeded: dict
+) -> None:
+    """A subscription that fell too far behind (a client that does not read; its inbox overflowed) is told
+    why, then completed, and its place is given back."""
+    alice = seeded["users"]["alice"]
+    route = route_id(alice["gid"], ai_action="chat")
+    witness = services.hub.subscribe(route)  # sees each message once the hub has handed it to the socket's too
+    services.hub._inbox_size = 2  # noqa: SLF001 - the socket's subscription gets a small inbox
+    socket.say({"id": "1", "type": "subscribe", "payload": {"query": RESUMING, "variables": {"userId": alice["gid"], "aiAction": "CHAT"}}})
+    seen = aiter(witness)
+    await services.publisher.publish(AiMessage("r", "assistant", content="m0"), [route])
+    assert (await anext(seen)).content == "m0"
+    assert (await socket.reply())["payload"]["data"]["aiCompletionResponse"]["content"] == "m0"  # it is live
+    socket.writable.clear()
+    for i in range(1, 5):  # m1 is being sent (and waits), m2 and m3 fill the inbox, m4 overflows it
+        await services.publisher.publish(AiMessage("r", "assistant", content=f"m{i}", chunk_id=i), [route])
+        assert (await anext(seen)).content == f"m{i}"
+    socket.writable.set()
+    replies = [await socket.reply() for _ in range(5)]
+    assert [reply["type"] for reply in replies] == ["next"] * 4 + ["complete"]
+    assert [reply["payload"]["data"]["aiCompletionResponse"]["content"] for reply in replies[:3]] == ["m1", "m2", "m3"]
+    assert replies[3]["payload"] == {"data": None, "errors": [{"message": "too many undelivered messages; resubscribe with `after`"}]}
+    assert services.hub.subscriber_count == 1 and QUOTA.held(alice["id"]) == 0  # the witness is left
+    services.hub.unsubscribe(witness)

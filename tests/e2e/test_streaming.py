@@ -123,7 +123,7 @@ async def test_the_legacy_graphql_ws_protocol_and_a_header_token_work(stack: Sta
 
 
 # The chat page's selection. Both protocols send its events without executing them
-# (subscriptions.execution.EVENT_SENDER); with an inline fragment it is executed event by event.
+# (subscriptions.execution.EVENT_SINK); with an inline fragment it is executed event by event.
 CHAT_PAGE_FIELDS = """__typename id requestId content contentHtml role errors timestamp chunkId type threadId cursor
     extras { sources hasFeedback toolCalls cancelled }"""
 CHAT_PAGE_SUBSCRIPTION = """subscription($userId: UserID, $clientSubscriptionId: String, $aiAction: AiAction) {

@@ -11,7 +11,8 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from core import keys
-from subscriptions.hub import Hub, Subscriber, SubscriberOverflow
+from core.errors import SubscriberOverflow
+from subscriptions.hub import Hub, Subscriber
 from subscriptions.messages import AiMessage, route_id
 from subscriptions.streams import Publisher
 

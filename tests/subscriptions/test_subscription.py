@@ -13,8 +13,9 @@ from access.tokens import authenticate
 from api.graphql.context import Context
 from api.graphql.schema import build_schema
 from api.services import Services
-from subscriptions.execution import EVENT_SENDER
+from subscriptions.execution import EVENT_SINK, EventSink
 from subscriptions.messages import AiMessage, route_id
+from subscriptions.quota import QUOTA
 
 SCHEMA = build_schema()
 QUERY = """subscription($userId: UserID, $resourceId: AiModelID, $after: String) {
@@ -67,7 +68,7 @@ async def test_a_subscription_about_an_unreadable_resource_is_refused(services: 
 
 
 async def test_a_transport_that_sends_events_itself_gets_each_rendered_and_nothing_is_yielded(services: Services, seeded: dict) -> None:
-    """With `EVENT_SENDER` set (as graphql-transport-ws sets it), replayed and live events go to the sender,
+    """With an `EVENT_SINK` set (as graphql-ws sets it), replayed and live events go to the sink,
     rendered as the full execution renders them, and strawberry's stream yields none."""
     alice = seeded["users"]["alice"]
     route = route_id(alice["gid"], ai_action="chat")
@@ -83,7 +84,7 @@ async def test_a_transport_that_sends_events_itself_gets_each_rendered_and_nothi
     yielded: list = []
 
     async def subscribe_with_sender() -> None:
-        EVENT_SENDER.set(send)  # in this task only, as the websocket handler sets it in the operation's task
+        EVENT_SINK.set(EventSink(send))  # in this task only, as the websocket handler sets it in the operation's task
         stream = await SCHEMA.subscribe(QUERY, variable_values=variables, context_value=await context(services, alice["token"]))
         async with aclosing(stream) as results:  # type: ignore[type-var]
             async for result in results:
@@ -126,3 +127,61 @@ async def test_a_live_subscription_keeps_only_error_masking_as_an_operation_hook
             if hook.extension.execution_context.context is ctx
         ]
     assert kept == ["_MaskErrors"]
+
+
+async def test_a_detachable_sink_takes_the_events_and_the_execution_ends_at_once(services: Services, seeded: dict) -> None:
+    """With a detachable sink (as graphql-transport-ws sets it) the subscription hands its events over and its
+    execution ends without a result; the events hold their place (hub, quota) until the sink runs and closes
+    them, and running them sends replayed and live events as the executed path renders them."""
+    alice = seeded["users"]["alice"]
+    route = route_id(alice["gid"], ai_action="chat")
+    cursors = [await services.publisher.publish(AiMessage("r", "assistant", content=f"m{i}", chunk_id=i), [route]) for i in range(1, 4)]
+    variables = {"userId": alice["gid"], "after": cursors[0]}
+    sent: list[dict] = []
+    second, third = asyncio.Event(), asyncio.Event()
+
+    async def send(data: dict) -> None:
+        sent.append(data)
+        (second if len(sent) == 2 else third if len(sent) == 3 else asyncio.Event()).set()
+
+    sink = EventSink(send, detachable=True)
+
+    async def execute() -> list:
+        EVENT_SINK.set(sink)  # in this task only, as the websocket handler sets it in the operation's task
+        stream = await SCHEMA.subscribe(QUERY, variable_values=variables, context_value=await context(services, alice["token"]))
+        async with aclosing(stream) as results:  # type: ignore[type-var]
+            return [result async for result in results]
+
+    assert await asyncio.create_task(execute()) == []  # the execution ended, nothing yielded
+    assert services.hub.subscriber_count == 1 and QUOTA.held(alice["id"]) == 1  # the events keep their place
+    running = asyncio.create_task(sink.run_detached())
+    await second.wait()
+    await services.publisher.publish(AiMessage("r", "assistant", content="m4", chunk_id=4), [route])
+    await third.wait()
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+    assert services.hub.subscriber_count == 0 and QUOTA.held(alice["id"]) == 0
+
+    stream = await SCHEMA.subscribe(QUERY, variable_values=variables, context_value=await context(services, alice["token"]))
+    async with aclosing(stream) as results:  # type: ignore[type-var]
+        executed = [await anext(results) for _ in range(3)]
+    assert sent == [result.data for result in executed]
+
+
+async def test_detached_events_that_never_run_give_their_place_back_when_the_sink_closes(services: Services, seeded: dict) -> None:
+    alice = seeded["users"]["alice"]
+    sink = EventSink(lambda data: asyncio.sleep(0), detachable=True)
+
+    async def execute() -> None:
+        EVENT_SINK.set(sink)
+        stream = await SCHEMA.subscribe(QUERY, variable_values={"userId": alice["gid"]}, context_value=await context(services, alice["token"]))
+        async with aclosing(stream) as results:  # type: ignore[type-var]
+            assert [result async for result in results] == []
+
+    await asyncio.create_task(execute())
+    assert services.hub.subscriber_count == 1 and QUOTA.held(alice["id"]) == 1
+    sink.close()  # the operation was stopped before its events ran
+    assert services.hub.subscriber_count == 0 and QUOTA.held(alice["id"]) == 0
+    sink.close()  # and again: nothing more to give back
+    assert QUOTA.held(alice["id"]) == 0
