@@ -216,7 +216,8 @@ def _engine(url: URL, *, pooled: bool, foreign_keys: bool, pool: PoolSize | None
         return create_async_engine(url, connect_args=connect_args, **options)
     _make_parent_dir(url)
     engine = create_async_engine(url, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}, **options,
-                                 **({"module": one_hop_dbapi()} if url.get_driver_name() == "aiosqlite" else {}))
+                                 **({"module": one_hop_dbapi(write_wait_s=_SQLITE_BUSY_TIMEOUT_MS / 1000)}
+                                    if url.get_driver_name() == "aiosqlite" else {}))
     event.listen(engine.sync_engine, "connect", partial(_sqlite_pragmas, foreign_keys=foreign_keys))
     event.listen(engine.sync_engine, "handle_error", _sqlite_locked)
     return engine

@@ -1,6 +1,9 @@
 """SQLite at one thread hop per statement (`core.sqlite`): the same results as sqlite3, one call on
 aiosqlite's thread per statement."""
 
+import asyncio
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from core.db import create_engine, session_factory
+from core.errors import Overloaded
 from core.tables import User
 
 
@@ -72,3 +76,82 @@ async def test_the_orm_round_trips_through_it(tmp_path: Path, sqlite_database_ur
             assert (await session.get(User, user)).name == "One Hop"
     finally:
         await engine.dispose()
+
+
+# -- write turns ---------------------------------------------------------------------------------------
+
+
+def _until_a_thread_waits_for_the_turn() -> None:
+    """On a helper thread: returns once some thread is inside `_WriteTurn.take` (fails after 10 s)."""
+    for _ in range(10_000):
+        if any(frame.f_code.co_qualname == "_WriteTurn.take" for frame in sys._current_frames().values()):
+            return
+        time.sleep(0.001)
+    raise AssertionError("no thread waits for the write turn")
+
+
+async def test_writers_of_one_process_take_turns_instead_of_polling_sqlite(engine: AsyncEngine) -> None:
+    """The second writer waits for the first one's commit on the turn, not in SQLite's busy handler: with
+    SQLite's wait switched off it would fail at once ("database is locked")."""
+    async with engine.connect() as first, engine.connect() as second:
+        await second.exec_driver_sql("PRAGMA busy_timeout = 0")
+        await first.execute(text("INSERT INTO t (v) VALUES ('first')"))  # its write transaction is open
+
+        async def write_second() -> None:
+            await second.execute(text("INSERT INTO t (v) VALUES ('second')"))
+            await second.commit()
+
+        writing = asyncio.create_task(write_second())
+        await asyncio.to_thread(_until_a_thread_waits_for_the_turn)
+        assert not writing.done()
+        await first.commit()
+        await writing
+        rows = (await first.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+    assert rows == ["first", "second"]
+
+
+async def test_reads_do_not_wait_for_the_write_turn(engine: AsyncEngine) -> None:
+    async with engine.connect() as writer, engine.connect() as reader:
+        await writer.execute(text("INSERT INTO t (v) VALUES ('committed')"))
+        await writer.commit()
+        await writer.execute(text("INSERT INTO t (v) VALUES ('open')"))  # holds the turn
+        await reader.exec_driver_sql("PRAGMA busy_timeout = 0")
+        assert (await reader.execute(text("SELECT v FROM t"))).scalars().all() == ["committed"]
+        await writer.rollback()
+
+
+async def test_the_turn_is_given_back_by_commit_rollback_a_failed_write_and_close(engine: AsyncEngine) -> None:
+    """After each way a write transaction ends, another connection writes at once (SQLite's wait off: a turn
+    kept would make it wait the busy timeout, then fail)."""
+    async with engine.connect() as other:
+        await other.exec_driver_sql("PRAGMA busy_timeout = 0")
+
+        async def other_writes(value: str) -> None:
+            await other.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": value})
+            await other.commit()
+
+        async with engine.connect() as connection:
+            await connection.execute(text("INSERT INTO t (v) VALUES ('kept')"))
+            await connection.commit()
+            await other_writes("after commit")
+            await connection.execute(text("INSERT INTO t (v) VALUES ('dropped')"))
+            await connection.rollback()
+            await other_writes("after rollback")
+            with pytest.raises(IntegrityError):  # the first write of a transaction fails
+                await connection.execute(text("INSERT INTO t (v) VALUES ('kept')"))
+            await connection.rollback()
+            await other_writes("after a failed write")
+            await connection.execute(text("INSERT INTO t (v) VALUES ('lost')"))
+            await connection.invalidate()  # its sqlite3 connection is closed, the transaction with it
+        await other_writes("after close")
+        rows = (await other.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+    assert rows == ["kept", "after commit", "after rollback", "after a failed write", "after close"]
+
+
+async def test_a_writer_that_does_not_get_its_turn_in_time_is_refused_as_overloaded(engine: AsyncEngine) -> None:
+    async with engine.connect() as holder, engine.connect() as late:
+        await holder.execute(text("INSERT INTO t (v) VALUES ('held')"))
+        with pytest.raises(Overloaded):  # after the busy timeout (5 s), as SQLite's own wait would
+            await late.execute(text("INSERT INTO t (v) VALUES ('late')"))
+        await late.rollback()
+        await holder.commit()
