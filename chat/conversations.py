@@ -16,9 +16,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, Update, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -131,39 +132,62 @@ async def resolve_thread(
         return await _new_thread(session, user_id, kind, None, now)
     title = _title(content)
     if thread_id is not None:
-        touched = await _touch(session, user_id, ConversationThread.id == thread_id, title, now)
+        touched = await _touch(session, user_id, thread_id, title, now)
         if touched is None:
             raise AccessDenied(THREAD_NOT_FOUND)
         return touched
     if conversation_type is not None:
         return await _new_thread(session, user_id, conversation_type, title, now)
-    latest = (
-        select(ConversationThread.id)
-        .where(ConversationThread.user_id == user_id, ConversationThread.conversation_type == ConversationType.DUO_CHAT)
-        .order_by(ConversationThread.last_updated_at.desc(), ConversationThread.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    touched = await _touch(session, user_id, ConversationThread.id == latest, title, now)
+    touched = await _touch(session, user_id, None, title, now)  # the latest DUO_CHAT thread
     return touched if touched is not None else await _new_thread(session, user_id, ConversationType.DUO_CHAT, title, now)
 
 
-async def _touch(session: AsyncSession, user_id: int, which: ColumnElement[bool], title: str | None, now: datetime) -> int | None:
-    values: dict[str, Any] = {"last_updated_at": now}
-    if title is not None:
-        values["title"] = func.coalesce(ConversationThread.title, title)
-    statement = (
-        update(ConversationThread).where(which, ConversationThread.user_id == user_id).values(**values)
-        .returning(ConversationThread.id).execution_options(synchronize_session=False)
-    )
-    return (await session.execute(statement)).scalar_one_or_none()
+# The statements of the chat path, built once with bound parameters: building one per call (`.values(...)`)
+# and computing its cache key cost more than running it (~0.1 ms each, a few per chat action).
+_THREADS = cast(Table, ConversationThread.__table__)
+_MESSAGES = cast(Table, ConversationMessage.__table__)
+
+
+@cache
+def _touch_statement(*, latest: bool, titled: bool) -> Update:
+    """Bump a thread of `b_user` (`b_thread`, or with `latest` their latest DUO_CHAT thread) to `b_now`,
+    titled `b_title` when `titled` and it had no title; returns its id."""
+    thread = _THREADS.c
+    if latest:
+        which = thread.id == (
+            select(thread.id)
+            .where(thread.user_id == bindparam("b_user"), thread.conversation_type == ConversationType.DUO_CHAT)
+            .order_by(thread.last_updated_at.desc(), thread.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+    else:
+        which = thread.id == bindparam("b_thread")
+    values: dict[str, Any] = {"last_updated_at": bindparam("b_now")}
+    if titled:
+        values["title"] = func.coalesce(thread.title, bindparam("b_title", type_=thread.title.type))
+    return update(_THREADS).where(which, thread.user_id == bindparam("b_user")).values(**values).returning(thread.id)
+
+
+_NEW_THREAD_STATEMENT = insert(_THREADS).returning(_THREADS.c.id)
+_INSERT_MESSAGE = {
+    "postgresql": postgresql.insert(_MESSAGES).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(_MESSAGES).on_conflict_do_nothing(),
+}
+
+
+async def _touch(
+    session: AsyncSession, user_id: int, thread_id: int | None, title: str | None, now: datetime
+) -> int | None:
+    """Bump thread `thread_id` (None: the user's latest DUO_CHAT thread) of `user_id`; its id, or None."""
+    statement = _touch_statement(latest=thread_id is None, titled=title is not None)
+    parameters = {"b_user": user_id, "b_thread": thread_id, "b_now": now, "b_title": title}
+    return (await session.execute(statement, parameters)).scalar_one_or_none()
 
 
 async def _new_thread(session: AsyncSession, user_id: int, kind: str, title: str | None, now: datetime) -> int:
-    statement = insert(ConversationThread).values(
-        user_id=user_id, conversation_type=str(kind), title=title, created_at=now, last_updated_at=now
-    ).returning(ConversationThread.id)
-    return (await session.execute(statement)).scalar_one()
+    parameters = {"user_id": user_id, "conversation_type": str(kind), "title": title, "created_at": now, "last_updated_at": now}
+    return (await session.execute(_NEW_THREAD_STATEMENT, parameters)).scalar_one()
 
 
 async def save_user_message(
@@ -173,7 +197,7 @@ async def save_user_message(
     thread and title it when untitled (`resolve_thread` did both already)."""
     await _insert(session, user_id, thread_id, message, None)
     if touch and thread_id is not None:
-        await _touch(session, user_id, ConversationThread.id == thread_id, _title(message.content or ""), utcnow())
+        await _touch(session, user_id, thread_id, _title(message.content or ""), utcnow())
 
 
 async def save_answer(
@@ -184,25 +208,25 @@ async def save_answer(
     async with sessions() as session, session.begin():
         saved = await _insert(session, user_id, thread_id, message, model)
         if saved and thread_id is not None:
-            await _touch(session, user_id, ConversationThread.id == thread_id, None, utcnow())
+            await _touch(session, user_id, thread_id, None, utcnow())
     return saved
 
 
 async def _insert(session: AsyncSession, user_id: int, thread_id: int | None, message: AiMessage, model: str | None) -> bool:
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(ConversationMessage).values(
-        thread_id=thread_id,
-        user_id=user_id,
-        message_xid=message.id,
-        request_id=message.request_id,
-        role=message.role,
-        content=message.content[:MAX_MESSAGE_CHARS] if message.content is not None else None,
-        errors=list(message.errors) or None,
-        extras=dict(message.extras) if message.extras else None,
-        model=model,
-        created_at=_timestamp(message.timestamp),
-    ).on_conflict_do_nothing()
-    return bool(cast("Any", await session.execute(statement)).rowcount)
+    statement = _INSERT_MESSAGE["postgresql" if session.get_bind().dialect.name == "postgresql" else "sqlite"]
+    parameters = {
+        "thread_id": thread_id,
+        "user_id": user_id,
+        "message_xid": message.id,
+        "request_id": message.request_id,
+        "role": message.role,
+        "content": message.content[:MAX_MESSAGE_CHARS] if message.content is not None else None,
+        "errors": list(message.errors) or None,
+        "extras": dict(message.extras) if message.extras else None,
+        "model": model,
+        "created_at": _timestamp(message.timestamp),
+    }
+    return bool(cast("Any", await session.execute(statement, parameters)).rowcount)
 
 
 def _timestamp(value: str) -> datetime:
