@@ -193,11 +193,11 @@ class Runner:
             record = ActionRecord(
                 request_id=f"eval-{uuid.uuid4().hex}", feature=feature.key, user_id=self.world.principal.user_id,
                 resource=self.world.resource_gid(item.resource) if item.resource else None, inputs=dict(item.input))
+            toolbox: Toolbox | None = None
             async with deps.sessions() as session:
                 variables = await prompt_variables(session, feature, record)
-            toolbox: Toolbox | None = None
-            if feature.agent:
-                turn = await chat_turn(deps, feature, record, self.world.principal, [model], variables)
+                turn = await chat_turn(deps, session, feature, record, self.world.principal, [model], variables) if feature.agent else None
+            if turn is not None:
                 if turn.reply is not None:  # a slash command answered without the model
                     return _elapsed(started, text=turn.reply), None, None, False
                 variables, toolbox = turn.variables, turn.toolbox

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from access.tokens import Principal
 from catalogue import ModelDefinition, get_feature
@@ -52,11 +53,12 @@ class ChatTurn:
 
 
 async def chat_turn(
-    deps: Deps, feature: Feature, record: ActionRecord, principal: Principal, models: Sequence[ModelDefinition],
-    variables: dict[str, object],
+    deps: Deps, session: AsyncSession, feature: Feature, record: ActionRecord, principal: Principal,
+    models: Sequence[ModelDefinition], variables: dict[str, object],
 ) -> ChatTurn:
-    async with deps.sessions() as session:
-        primitives = await deps.gate.unit_primitives(session, principal)
+    """What the model is asked in this turn: the tools the user's seat allows, a slash command's question
+    (or its answer, when no model is needed), the thread's history; read through the caller's `session`."""
+    primitives = await deps.gate.unit_primitives(session, principal)
     tools = available_tools(deps.catalogue, primitives)
     resource = variables.get("resource")
     resource_type = resource.type if isinstance(resource, ResourceContext) else None
@@ -103,10 +105,8 @@ async def chat_turn(
     history: Sequence[tuple[str, str]] = ()
     if record.thread_id is not None:
         budget = history_budget(deps, feature, models, variables, toolbox)
-        async with deps.sessions() as session:
-            history = await prompt_history(session, thread_pk(record.thread_id) or 0,
-                                           before_request_id=record.request_id, budget_tokens=budget,
-                                           count_tokens=estimate_tokens)
+        history = await prompt_history(session, thread_pk(record.thread_id) or 0, before_request_id=record.request_id,
+                                       budget_tokens=budget, count_tokens=estimate_tokens)
     return ChatTurn(variables, history=history, toolbox=toolbox)
 
 

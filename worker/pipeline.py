@@ -29,7 +29,7 @@ from core.redis import REDIS_UNAVAILABLE
 from subscriptions.messages import AiMessage
 from worker.agent import Answer, answer, routes_of
 from worker.cancel import RequestCancelled, record_cancelled, until_cancelled
-from worker.conversation import categorize_later, categorizer_of, chat_turn, record_category
+from worker.conversation import ChatTurn, categorize_later, categorizer_of, chat_turn, record_category
 from worker.deps import Deps
 from worker.llm import Usage
 from worker.prompt_variables import prompt_variables
@@ -67,7 +67,7 @@ async def execute(
     error propagates."""
     feature = get_feature(record.feature)
     selection = await deps.selection.get()  # before the session below: a cache that loads takes its own
-    async with deps.sessions() as session:  # one session re-checks access and reads what the prompt needs
+    async with deps.sessions() as session:  # one session re-checks access and reads what the prompt needs (history too)
         verdict = await deps.gate.recheck(session, record)
         choice = resolve_model(
             deps.catalogue, feature.feature_setting, selection=selection, namespace_paths=verdict.namespace_paths,
@@ -77,13 +77,16 @@ async def execute(
         if allowed and (version := resolve_prompt_version(feature, selection, record.flags)) != feature.prompt_version:
             feature = feature.model_copy(update={"prompt_version": version})  # a prompt rollout holds this actor
         variables = await prompt_variables(session, feature, record, verdict.resource) if allowed else {}
+        turn: ChatTurn | None = None
+        if choice is not None and choice.model is not None and verdict.principal is not None:
+            models = models_to_call(deps.catalogue, feature, choice, mock=deps.settings.use_mock_model)
+            if feature.agent:
+                turn = await chat_turn(deps, session, feature, record, verdict.principal, models, variables)
     if choice is None or choice.model is None or verdict.principal is None:  # refused, or the feature's provider is disabled by the admin
         refusal = AiMessage(record.request_id, "assistant", errors=(AI_NOT_PERMITTED,))
         return "refused" if await _publish_final(deps, record, feature, refusal) else "answered before"
-    models = models_to_call(deps.catalogue, feature, choice, mock=deps.settings.use_mock_model)
     state = Answer()
-    if feature.agent:
-        turn = await chat_turn(deps, feature, record, verdict.principal, models, variables)
+    if turn is not None:
         if turn.reply is not None:  # a command answered without the model
             reply = AiMessage(record.request_id, "assistant", content=turn.reply,
                               content_html=deps.markdown.render(turn.reply), thread_id=record.thread_id)
