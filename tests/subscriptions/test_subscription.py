@@ -67,44 +67,67 @@ async def test_a_subscription_about_an_unreadable_resource_is_refused(services: 
     assert services.hub.subscriber_count == 0
 
 
+class _Sent:
+    """A sink's `send` that keeps what it was sent; `reached(n)` waits until it holds `n` events."""
+
+    def __init__(self) -> None:
+        self.data: list[dict] = []
+        self._waiting: dict[int, asyncio.Event] = {}
+
+    async def __call__(self, data: dict) -> None:
+        self.data.append(data)
+        if (waiting := self._waiting.get(len(self.data))) is not None:
+            waiting.set()
+
+    async def reached(self, n: int) -> None:
+        if len(self.data) < n:
+            await self._waiting.setdefault(n, asyncio.Event()).wait()
+
+
+async def _published_three(services: Services, route: str) -> str:
+    """m1..m3 on `route`; the cursor of m1 (subscribing `after` it replays m2 and m3)."""
+    cursors = [await services.publisher.publish(AiMessage("r", "assistant", content=f"m{i}", chunk_id=i), [route]) for i in range(1, 4)]
+    return cursors[0]
+
+
+async def _replayed_live_then_stopped(services: Services, route: str, sent: _Sent, running: asyncio.Task) -> None:
+    """Once m2 and m3 were replayed to `sent`, m4 is published live; once it arrived, `running` is stopped."""
+    await sent.reached(2)
+    await services.publisher.publish(AiMessage("r", "assistant", content="m4", chunk_id=4), [route])
+    await sent.reached(3)
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await running
+
+
+async def _executed(services: Services, user: dict, variables: dict, n: int) -> list[dict]:
+    """The data of the first `n` events of the executed path (no sink)."""
+    stream = await SCHEMA.subscribe(QUERY, variable_values=variables, context_value=await context(services, user["token"]))
+    async with aclosing(stream) as results:  # type: ignore[type-var]
+        return [(await anext(results)).data for _ in range(n)]
+
+
 async def test_a_transport_that_sends_events_itself_gets_each_rendered_and_nothing_is_yielded(services: Services, seeded: dict) -> None:
     """With an `EVENT_SINK` set (as graphql-ws sets it), replayed and live events go to the sink,
     rendered as the full execution renders them, and strawberry's stream yields none."""
     alice = seeded["users"]["alice"]
     route = route_id(alice["gid"], ai_action="chat")
-    cursors = [await services.publisher.publish(AiMessage("r", "assistant", content=f"m{i}", chunk_id=i), [route]) for i in range(1, 4)]
-    variables = {"userId": alice["gid"], "after": cursors[0]}
-    sent: list[dict] = []
-    replayed, third = asyncio.Event(), asyncio.Event()
-
-    async def send(data: dict) -> None:
-        sent.append(data)
-        (replayed if len(sent) == 2 else third if len(sent) == 3 else asyncio.Event()).set()
-
+    variables = {"userId": alice["gid"], "after": await _published_three(services, route)}
+    sent = _Sent()
     yielded: list = []
 
     async def subscribe_with_sender() -> None:
-        EVENT_SINK.set(EventSink(send))  # in this task only, as the websocket handler sets it in the operation's task
+        EVENT_SINK.set(EventSink(sent))  # in this task only, as the websocket handler sets it in the operation's task
         stream = await SCHEMA.subscribe(QUERY, variable_values=variables, context_value=await context(services, alice["token"]))
         async with aclosing(stream) as results:  # type: ignore[type-var]
             async for result in results:
                 yielded.append(result)
 
-    operation = asyncio.create_task(subscribe_with_sender())
-    await replayed.wait()
-    await services.publisher.publish(AiMessage("r", "assistant", content="m4", chunk_id=4), [route])
-    await third.wait()
-    operation.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await operation
+    await _replayed_live_then_stopped(services, route, sent, asyncio.create_task(subscribe_with_sender()))
     assert yielded == []
     assert services.hub.subscriber_count == 0
-
-    stream = await SCHEMA.subscribe(QUERY, variable_values=variables, context_value=await context(services, alice["token"]))
-    async with aclosing(stream) as results:  # type: ignore[type-var]
-        executed = [await anext(results) for _ in range(3)]
-    assert sent == [result.data for result in executed]
-    assert [data["aiCompletionResponse"]["content"] for data in sent] == ["m2", "m3", "m4"]
+    assert sent.data == await _executed(services, alice, variables, 3)
+    assert [data["aiCompletionResponse"]["content"] for data in sent.data] == ["m2", "m3", "m4"]
 
 
 async def test_a_live_subscription_keeps_only_error_masking_as_an_operation_hook(services: Services, seeded: dict) -> None:
@@ -135,16 +158,9 @@ async def test_a_detachable_sink_takes_the_events_and_the_execution_ends_at_once
     them, and running them sends replayed and live events as the executed path renders them."""
     alice = seeded["users"]["alice"]
     route = route_id(alice["gid"], ai_action="chat")
-    cursors = [await services.publisher.publish(AiMessage("r", "assistant", content=f"m{i}", chunk_id=i), [route]) for i in range(1, 4)]
-    variables = {"userId": alice["gid"], "after": cursors[0]}
-    sent: list[dict] = []
-    second, third = asyncio.Event(), asyncio.Event()
-
-    async def send(data: dict) -> None:
-        sent.append(data)
-        (second if len(sent) == 2 else third if len(sent) == 3 else asyncio.Event()).set()
-
-    sink = EventSink(send, detachable=True)
+    variables = {"userId": alice["gid"], "after": await _published_three(services, route)}
+    sent = _Sent()
+    sink = EventSink(sent, detachable=True)
 
     async def execute() -> list:
         EVENT_SINK.set(sink)  # in this task only, as the websocket handler sets it in the operation's task
@@ -154,19 +170,9 @@ async def test_a_detachable_sink_takes_the_events_and_the_execution_ends_at_once
 
     assert await asyncio.create_task(execute()) == []  # the execution ended, nothing yielded
     assert services.hub.subscriber_count == 1 and QUOTA.held(alice["id"]) == 1  # the events keep their place
-    running = asyncio.create_task(sink.run_detached())
-    await second.wait()
-    await services.publisher.publish(AiMessage("r", "assistant", content="m4", chunk_id=4), [route])
-    await third.wait()
-    running.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await running
+    await _replayed_live_then_stopped(services, route, sent, asyncio.create_task(sink.run_detached()))
     assert services.hub.subscriber_count == 0 and QUOTA.held(alice["id"]) == 0
-
-    stream = await SCHEMA.subscribe(QUERY, variable_values=variables, context_value=await context(services, alice["token"]))
-    async with aclosing(stream) as results:  # type: ignore[type-var]
-        executed = [await anext(results) for _ in range(3)]
-    assert sent == [result.data for result in executed]
+    assert sent.data == await _executed(services, alice, variables, 3)
 
 
 async def test_detached_events_that_never_run_give_their_place_back_when_the_sink_closes(services: Services, seeded: dict) -> None:
