@@ -87,6 +87,7 @@ class _Connection(sqlite3.Connection):
     """sqlite3's connection, knowing its database file's write turn."""
 
     turn: _WriteTurn | None = None
+    closing = False  # set before it is closed: a statement that got the turn after that gives it back
 
 
 def _run(connection: _Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
@@ -95,6 +96,9 @@ def _run(connection: _Connection, operation: str, parameters: Any, many: bool) -
     turn = connection.turn if not connection.in_transaction and _BEGINS_WRITE.match(operation) else None
     if turn is not None:
         turn.take(connection)
+        if connection.closing:  # its waiter was cancelled and the connection closed meanwhile
+            turn.give_back(connection)
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
     cursor = connection.cursor()
     try:
         if many:
@@ -204,6 +208,8 @@ class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
 
     def _closing(self, close: Callable[[], None]) -> None:
         raw = self._connection._connection
+        if raw is not None:
+            raw.closing = True
         try:
             close()
         finally:

@@ -39,7 +39,6 @@ __all__ = ["EventExecutionContext", "EventPlan", "EventSink", "EventSource", "EV
 _Fields = list[tuple[str, str, "Callable[[Any], Any] | _Fields", bool]]
 
 
-
 class EventSource(Protocol):
     """A subscription's events, sent through a sink until cancelled; holds its place (hub, quota) until closed."""
 

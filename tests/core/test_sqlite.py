@@ -2,6 +2,7 @@
 aiosqlite's thread per statement."""
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -155,3 +156,26 @@ async def test_a_writer_that_does_not_get_its_turn_in_time_is_refused_as_overloa
             await late.execute(text("INSERT INTO t (v) VALUES ('late')"))
         await late.rollback()
         await holder.commit()
+
+
+async def test_a_writer_whose_connection_is_closed_while_it_waits_does_not_keep_the_turn(engine: AsyncEngine) -> None:
+    """A connection terminated without waiting (SQLAlchemy's forced close of an invalidated connection)
+    while its statement waits for the turn: the statement gets the turn later, finds its connection closing
+    and gives the turn back instead of keeping it for good."""
+    async with engine.connect() as first, engine.connect() as third:
+        await third.exec_driver_sql("PRAGMA busy_timeout = 0")
+        second = await engine.connect()
+        adapter = (await second.get_raw_connection()).dbapi_connection
+        await first.execute(text("INSERT INTO t (v) VALUES ('first')"))
+        waiting = asyncio.create_task(second.execute(text("INSERT INTO t (v) VALUES ('second')")))
+        await asyncio.to_thread(_until_a_thread_waits_for_the_turn)
+        adapter.terminate()  # not in a greenlet: the forced close, which does not wait for the statement
+        await first.commit()
+        with pytest.raises(Exception, match="closed database"):
+            await waiting
+        await third.execute(text("INSERT INTO t (v) VALUES ('third')"))  # the turn is free at once
+        await third.commit()
+        rows = (await third.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+        with contextlib.suppress(Exception):
+            await second.invalidate()
+    assert rows == ["first", "third"]
