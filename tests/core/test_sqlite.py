@@ -2,7 +2,6 @@
 aiosqlite's thread per statement."""
 
 import asyncio
-import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -82,13 +81,15 @@ async def test_the_orm_round_trips_through_it(tmp_path: Path, sqlite_database_ur
 # -- write turns ---------------------------------------------------------------------------------------
 
 
-def _until_a_thread_waits_for_the_turn() -> None:
-    """On a helper thread: returns once some thread is inside `_WriteTurn.take` (fails after 10 s)."""
+def _until_waiting_for_the_turn(connection: Any) -> None:
+    """On a helper thread: returns once a statement of `connection` (sqlite3's) waits in `_WriteTurn.take`
+    (fails after 10 s)."""
     for _ in range(10_000):
-        if any(frame.f_code.co_qualname == "_WriteTurn.take" for frame in sys._current_frames().values()):
+        if any(frame.f_code.co_qualname == "_WriteTurn.take" and frame.f_locals.get("connection") is connection
+               for frame in sys._current_frames().values()):
             return
         time.sleep(0.001)
-    raise AssertionError("no thread waits for the write turn")
+    raise AssertionError("the connection's statement does not wait for the write turn")
 
 
 async def test_writers_of_one_process_take_turns_instead_of_polling_sqlite(engine: AsyncEngine) -> None:
@@ -102,8 +103,9 @@ async def test_writers_of_one_process_take_turns_instead_of_polling_sqlite(engin
             await second.execute(text("INSERT INTO t (v) VALUES ('second')"))
             await second.commit()
 
+        raw = (await second.get_raw_connection()).dbapi_connection._connection._conn  # type: ignore[union-attr]
         writing = asyncio.create_task(write_second())
-        await asyncio.to_thread(_until_a_thread_waits_for_the_turn)
+        await asyncio.to_thread(_until_waiting_for_the_turn, raw)
         assert not writing.done()
         await first.commit()
         await writing
@@ -158,24 +160,22 @@ async def test_a_writer_that_does_not_get_its_turn_in_time_is_refused_as_overloa
         await holder.commit()
 
 
-async def test_a_writer_whose_connection_is_closed_while_it_waits_does_not_keep_the_turn(engine: AsyncEngine) -> None:
-    """A connection terminated without waiting (SQLAlchemy's forced close of an invalidated connection)
-    while its statement waits for the turn: the statement gets the turn later, finds its connection closing
-    and gives the turn back instead of keeping it for good."""
-    async with engine.connect() as first, engine.connect() as third:
+async def test_a_writer_whose_connection_started_closing_while_it_waited_does_not_keep_the_turn(engine: AsyncEngine) -> None:
+    """A connection closed without waiting for its statement (SQLAlchemy's forced close of an invalidated
+    connection) while that statement waits for the turn: the statement gets the turn later, finds its
+    connection closing and gives the turn back instead of keeping it for good."""
+    async with engine.connect() as first, engine.connect() as second, engine.connect() as third:
         await third.exec_driver_sql("PRAGMA busy_timeout = 0")
-        second = await engine.connect()
-        adapter = (await second.get_raw_connection()).dbapi_connection
+        raw = (await second.get_raw_connection()).dbapi_connection._connection._conn  # type: ignore[union-attr]
         await first.execute(text("INSERT INTO t (v) VALUES ('first')"))
         waiting = asyncio.create_task(second.execute(text("INSERT INTO t (v) VALUES ('second')")))
-        await asyncio.to_thread(_until_a_thread_waits_for_the_turn)
-        adapter.terminate()  # not in a greenlet: the forced close, which does not wait for the statement
+        await asyncio.to_thread(_until_waiting_for_the_turn, raw)
+        raw.closing = True  # what a close does first, before it ends the connection
         await first.commit()
         with pytest.raises(Exception, match="closed database"):
             await waiting
         await third.execute(text("INSERT INTO t (v) VALUES ('third')"))  # the turn is free at once
         await third.commit()
         rows = (await third.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
-        with contextlib.suppress(Exception):
-            await second.invalidate()
+        await second.rollback()
     assert rows == ["first", "third"]
