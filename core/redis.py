@@ -21,6 +21,7 @@ them have stopped. A process killed with SIGKILL leaves the server running; the 
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import fcntl
 import hashlib
@@ -51,6 +52,7 @@ from core.actions import ActionRecord
 __all__ = [
     "SOCKET_TIMEOUT_S",
     "REDIS_UNAVAILABLE",
+    "honour_cancel",
     "START_TIMEOUT_S",
     "LuaScript",
     "redis_url",
@@ -75,6 +77,16 @@ SOCKET_TIMEOUT_S = 10.0
 _CONNECT_TIMEOUT_S = 5.0
 # What a call raises when Redis is unreachable (down, restarting, loading its data, or no free connection).
 REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def honour_cancel() -> None:
+    """Raise CancelledError when the current task was asked to stop. A cancellation that reaches redis-py in
+    the middle of a command can be lost (the command completes, or fails with a connection error), and a
+    loop that goes on then runs for good: such loops call this after each round of Redis calls (the
+    worker's polls and heartbeats)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
 
 
 class LuaScript:

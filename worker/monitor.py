@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from core import keys
 from core.metrics import STATS, sample_queue
-from core.redis import connect, embedded_redis_running, embedded_socket_url
+from core.redis import connect, embedded_redis_running, embedded_socket_url, honour_cancel
 from core.settings import Settings
 
 __all__ = ["Monitor", "INTERVAL_S", "HEALTH_CHECK_INTERVAL_S", "serve_metrics", "check_health"]
@@ -62,6 +62,7 @@ class Monitor:
                 await self.beat()
             except Exception as exc:  # Redis away: the next beat tries again
                 log.debug("monitor beat failed: %s", exc)
+            honour_cancel()  # a stop that redis-py swallowed during the beat
             await asyncio.sleep(INTERVAL_S)
 
     async def beat(self) -> None:

@@ -35,7 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from chat.conversations import delete_expired
 from core import keys
 from core.metrics import JOBS_HANDED_BACK, JOBS_IN_FLIGHT
-from core.redis import SOCKET_TIMEOUT_S, connect, redis_url
+from core.redis import SOCKET_TIMEOUT_S, connect, honour_cancel, redis_url
 from core.settings import Settings
 from core.tables import utcnow
 from worker.cancel import Cancellations
@@ -80,14 +80,15 @@ class SwitchboardWorker(Worker):
             await self._poll_and_wait()
             self._redis_backoff_s = 0.1
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            honour_cancel()
             log.warning("worker lost Redis (%s); retrying in %.1f s", exc, self._redis_backoff_s)
             await asyncio.sleep(self._redis_backoff_s)
             self._redis_backoff_s = min(self._redis_backoff_s * 2, 5.0)
-        current = asyncio.current_task()
-        if self.stop_requested or (current is not None and current.cancelling()):
+        if self.stop_requested:
             # The stop's cancellation of the main task was swallowed during the poll (seen when SIGTERM comes
             # at a Redis command's reply: the worker then polled on forever): honour it now.
             raise asyncio.CancelledError()
+        honour_cancel()
 
     async def _poll_and_wait(self) -> None:
         """arq's poll, repeated each time an enqueue wakes us, until `poll_delay` has passed."""
@@ -165,6 +166,7 @@ class SwitchboardWorker(Worker):
                     await pipe.execute()
             except Exception:  # a Redis hiccup must not kill the heartbeat; the next beat retries
                 log.exception("could not renew job leases")
+            honour_cancel()  # a stop that redis-py swallowed during the renewal
 
 
 async def expire_chat_threads(ctx: dict[str, Any]) -> int:
