@@ -2,11 +2,11 @@
 
 A message is published atomically by one Lua call: an entry on the shared stream (`keys.FIREHOSE`, read by
 every web process's hub) and an entry with the same ID on each route's own stream (kept for resume). The entry
-ID is the message's cursor. One call publishes a whole batch of messages, in order, each on its own: a message
-that fails (a Redis error) fails alone, with its own error. A final message is published at most once per request: the script sets the
-request's final marker first and publishes nothing when it was already set. A route stream's expiry is
-set by a request's first message and renewed by its final one (and messages without a chunk id), not by
-every chunk: a stream lives `replay_ttl_s` after the last final published on it.
+ID is the message's cursor. One call publishes a batch of messages in order, each on its own: a message that
+meets a Redis error fails alone, with that error. A final message is published at most once per request: the
+script sets the request's final marker first and publishes nothing when it was already set. A route stream's
+expiry is set by a request's first message and renewed by its final one (and messages without a chunk id),
+not by every chunk: a stream lives `replay_ttl_s` after the last final published on it.
 """
 
 from __future__ import annotations
