@@ -91,8 +91,8 @@ def honour_cancel() -> None:
 
 class LuaScript:
     """A Lua script, run with EVALSHA; on NOSCRIPT (a new or restarted server, SCRIPT FLUSH) it runs once
-    with EVAL, which also caches it on the server. One round trip per call, or per batch with `run_many`
-    (redis-py's `register_script` costs a SCRIPT EXISTS per pipeline and a SCRIPT LOAD per miss)."""
+    with EVAL, which also caches it on the server. One round trip per call (redis-py's `register_script` costs a
+    SCRIPT EXISTS per pipeline and a SCRIPT LOAD per miss)."""
 
     __slots__ = ("source", "sha")
 
@@ -105,27 +105,6 @@ class LuaScript:
             return await redis.evalsha(self.sha, len(keys), *keys, *args)  # type: ignore[misc]
         except NoScriptError:
             return await redis.eval(self.source, len(keys), *keys, *args)  # type: ignore[misc]
-
-    async def run_many(self, redis: Redis, calls: Sequence[tuple[Sequence[Any], Sequence[Any]]]) -> list[Any]:
-        """Run every `(keys, args)` call in one pipeline; each call's result, or its exception, in order.
-        Calls that met NOSCRIPT (and only those) run again once the script is loaded."""
-        results: list[Any] = [None] * len(calls)
-        todo = list(range(len(calls)))
-        for attempt in range(2):
-            async with redis.pipeline(transaction=False) as pipe:
-                for index in todo:
-                    call_keys, call_args = calls[index]
-                    if attempt == 0:
-                        pipe.evalsha(self.sha, len(call_keys), *call_keys, *call_args)
-                    else:  # EVAL: loads the script with the first call of the batch, no extra round trip
-                        pipe.eval(self.source, len(call_keys), *call_keys, *call_args)
-                answers = await pipe.execute(raise_on_error=False)
-            for index, answer in zip(todo, answers, strict=True):
-                results[index] = answer
-            todo = [index for index, answer in zip(todo, answers, strict=True) if isinstance(answer, NoScriptError)]
-            if not todo:
-                break
-        return results
 
 
 def bundled_redis_server() -> str:

@@ -1,11 +1,12 @@
 """Publishing messages onto Redis streams and reading a route's history back.
 
-One Lua call publishes a message atomically: an entry on the shared stream (`keys.FIREHOSE`, read by every
-web process's hub) and an entry with the same ID on each route's own stream (kept for resume). The entry ID
-is the message's cursor. A final message is published at most once per request: the script sets the
-request's final marker first and publishes nothing when it was already set. A route stream's expiry is
-set by a request's first message and renewed by its final one (and messages without a chunk id), not by
-every chunk: a stream lives `replay_ttl_s` after the last final published on it.
+A message is published atomically by one Lua call: an entry on the shared stream (`keys.FIREHOSE`, read by
+every web process's hub) and an entry with the same ID on each route's own stream (kept for resume). The entry
+ID is the message's cursor. One call publishes a batch of messages in order, each on its own: a message that
+meets a Redis error fails alone, with that error. A final message is published at most once per request: the
+script sets the request's final marker first and publishes nothing when it was already set. A route stream's
+expiry is set by a request's first message and renewed by its final one (and messages without a chunk id),
+not by every chunk: a stream lives `replay_ttl_s` after the last final published on it.
 """
 
 from __future__ import annotations
@@ -25,19 +26,31 @@ from subscriptions.messages import AiMessage
 
 __all__ = ["Publisher", "replay", "parse_cursor", "after_cursor"]
 
+# KEYS: the firehose, then per message its request's final marker and its routes' streams. ARGV: the limits
+# (firehose and route MAXLEN, the route expiry, the final marker's expiry), then per message: its number of
+# routes, '1' when it is a final, '1' when it sets its routes' expiry, the routes' ids (for the hub), the
+# message. Returns per message its entry ID, false (a final already published) or its error.
 _PUBLISH = LuaScript("""
-if ARGV[6] == '1' then
-  if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[7]) then return false end
+local function publish(k, a)
+  if ARGV[a + 1] == '1' then
+    if not redis.call('SET', KEYS[k], '1', 'NX', 'EX', ARGV[4]) then return false end
+  end
+  local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', ARGV[a + 3], 'm', ARGV[a + 4])
+  for i = k + 1, k + tonumber(ARGV[a]) do
+    redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[2], id, 'm', ARGV[a + 4])
+    if ARGV[a + 2] == '1' then redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  end
+  return id
 end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'r', ARGV[2], 'm', ARGV[1])
-for i = 3, #KEYS do
-  redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[4], id, 'm', ARGV[1])
-  if ARGV[8] == '1' then redis.call('EXPIRE', KEYS[i], ARGV[5]) end
+local results, k = {}, 2
+for a = 5, #ARGV, 5 do
+  local ok, result = pcall(publish, k, a)
+  if ok or type(result) == 'table' then results[#results + 1] = result
+  else results[#results + 1] = redis.error_reply(tostring(result)) end
+  k = k + 1 + tonumber(ARGV[a])
 end
-return id
+return results
 """)
-
-_Call = tuple[tuple[str, ...], tuple[object, ...]]  # (keys, args) of one _PUBLISH
 
 _CURSOR = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})\Z")
 _MAX_PART = 2**64 - 1
@@ -46,32 +59,30 @@ _MAX_PART = 2**64 - 1
 class Publisher:
     """Publishes messages; one per process, sharing the process's Redis client.
 
-    Concurrent publishes are coalesced: whatever is waiting when the flusher runs goes out in one pipeline
-    (one round trip for hundreds of streams), while a lone publish costs one call as before. The messages
-    of one stream stay in order because each waits for its own publish before the next.
+    Concurrent publishes are coalesced: whatever is waiting when the flusher runs goes out in one Lua call
+    (one command and one round trip for hundreds of streams), while a lone publish costs one call as before.
+    The messages of one stream stay in order because each waits for its own publish before the next.
     """
 
     _BATCH = 512
 
     def __init__(self, redis: Redis, *, route_maxlen: int, firehose_maxlen: int, replay_ttl_s: int) -> None:
         self._redis = redis
-        self._limits = (str(firehose_maxlen), str(route_maxlen), str(replay_ttl_s))
-        self._pending: list[tuple[_Call, asyncio.Future[object]]] = []
+        self._limits = (str(firehose_maxlen), str(route_maxlen), str(replay_ttl_s), str(keys.FINAL_TTL_S))
+        self._pending: list[tuple[list[str], list[str | bytes], asyncio.Future[object]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, message: AiMessage, routes: Sequence[str], *, final: bool = False) -> str | None:
         """Publish under `routes`; returns the cursor, or None when `final` and the request had its final."""
         if not routes:
             raise ValueError("a message needs at least one route")
-        firehose_maxlen, route_maxlen, ttl = self._limits
-        call_keys = (keys.FIREHOSE, keys.final(message.request_id), *(keys.route(r) for r in routes))
         expire = final or message.chunk_id is None or message.chunk_id == 1
-        call_args = (orjson.dumps(message.to_wire()), ",".join(routes), firehose_maxlen, route_maxlen, ttl,
-                     "1" if final else "0", str(keys.FINAL_TTL_S), "1" if expire else "0")
-        call: _Call = (call_keys, call_args)
+        call_keys = [keys.final(message.request_id), *(keys.route(r) for r in routes)]
+        call_args: list[str | bytes] = [str(len(routes)), "1" if final else "0", "1" if expire else "0", ",".join(routes),
+                                        orjson.dumps(message.to_wire())]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
-        self._pending.append((call, future))
+        self._pending.append((call_keys, call_args, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush(), name="switchboard-publisher")
         cursor = await future
@@ -80,16 +91,21 @@ class Publisher:
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[: self._BATCH], self._pending[self._BATCH :]
+            call_keys: list[str] = [keys.FIREHOSE]
+            call_args: list[str | bytes] = [*self._limits]
+            for message_keys, message_args, _ in batch:
+                call_keys += message_keys
+                call_args += message_args
             try:
-                results = await _PUBLISH.run_many(self._redis, [call for call, _ in batch])  # one round trip
+                results = await _PUBLISH(self._redis, call_keys, call_args)  # one command for the batch
             except BaseException as exc:  # hand the failure to every waiting publisher, then go on
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
-            for (_, future), result in zip(batch, results, strict=True):
+            for (_, _, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, Exception):

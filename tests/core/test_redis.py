@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from arq.connections import ArqRedis
 from arq.jobs import Job, JobStatus
-from redis.exceptions import ResponseError
 
 from core import keys
 from core.actions import ActionRecord
@@ -131,13 +130,3 @@ async def test_a_lua_script_runs_after_the_server_forgot_it(redis: ArqRedis) -> 
     await redis.script_flush()  # as after a restart of Redis
     assert await script(redis, keys=["n"]) == 2
     assert await redis.script_exists(script.sha) == [True]  # the EVAL fallback cached it again
-
-
-async def test_a_batch_of_lua_calls_reruns_only_those_that_met_noscript(redis: ArqRedis) -> None:
-    script = LuaScript("return redis.call('INCR', KEYS[1])")
-    await redis.script_flush()
-    results = await script.run_many(redis, [(["a"], []), (["b"], []), (["a"], [])])
-    assert results == [1, 1, 2]  # every call ran exactly once
-    failing = LuaScript("return redis.error_reply('nope')")
-    [error] = await failing.run_many(redis, [([], [])])
-    assert isinstance(error, ResponseError) and "nope" in str(error)

@@ -5,11 +5,14 @@ import dataclasses
 
 import pytest
 from arq.connections import ArqRedis
+from redis.exceptions import ResponseError
 
 from core import keys
 from core.errors import InvalidInput
+from core.redis import REDIS_UNAVAILABLE, connect
 from subscriptions.messages import AiMessage, RequestRoutes, route_id, routes_for
 from subscriptions.streams import Publisher, after_cursor, parse_cursor, replay
+from tests._redis import free_port
 
 
 def publisher(redis: ArqRedis, **limits: int) -> Publisher:
@@ -115,17 +118,73 @@ async def test_concurrent_publishes_share_round_trips_and_keep_their_results(red
         assert [m.content for m in await replay(redis, routes[i], (0, 0))] == [str(i)]
 
 
-async def test_one_failing_call_in_a_batch_fails_alone(redis: ArqRedis) -> None:
+async def test_one_failing_message_in_a_batch_fails_alone(redis: ArqRedis) -> None:
     pub = publisher(redis)
     good, bad = route_id("gid://gitlab/User/2", ai_action="chat"), route_id("gid://gitlab/User/3", ai_action="chat")
     await redis.set(keys.route(bad), "not a stream")
     results = await asyncio.gather(
         pub.publish(AiMessage("a", "assistant", content="ok"), [good]),
         pub.publish(AiMessage("b", "assistant", content="no"), [bad]),
+        pub.publish(AiMessage("c", "assistant", content="after"), [good]),
         return_exceptions=True,
     )
-    assert isinstance(results[0], str) and isinstance(results[1], Exception)
-    assert [m.content for m in await replay(redis, good, (0, 0))] == ["ok"]
+    assert isinstance(results[0], str) and isinstance(results[2], str)
+    assert isinstance(results[1], ResponseError) and "WRONGTYPE" in str(results[1])
+    assert [m.content for m in await replay(redis, good, (0, 0))] == ["ok", "after"]
+
+
+async def test_a_batch_is_one_command_and_keeps_each_streams_order(redis: ArqRedis) -> None:
+    pub = publisher(redis)
+    one = route_id("gid://gitlab/User/2", ai_action="chat", client_subscription_id="one")
+    two = [route_id("gid://gitlab/User/3", ai_action="chat", client_subscription_id="two"),
+           route_id("gid://gitlab/User/3", resource_gid="gid://gitlab/Issue/1", client_subscription_id="two")]
+    await pub.publish(AiMessage("warm-up", "assistant", content="-"), [one])  # the script is loaded
+    before = (await redis.info("commandstats"))["cmdstat_evalsha"]["calls"]
+    publishes = []
+    for chunk_id in range(1, 6):  # interleaved, not awaited one by one: they wait in one batch
+        publishes.append(pub.publish(AiMessage("r1", "assistant", content=f"a{chunk_id}", chunk_id=chunk_id), [one]))
+        publishes.append(pub.publish(AiMessage("r2", "assistant", content=f"b{chunk_id}", chunk_id=chunk_id), two))
+    publishes.append(pub.publish(AiMessage("r2", "assistant", content="b"), two, final=True))
+    cursors = await asyncio.gather(*publishes)
+    assert (await redis.info("commandstats"))["cmdstat_evalsha"]["calls"] - before == 1
+    assert len(set(cursors)) == len(cursors) and all(cursors)
+    assert [m.content for m in await replay(redis, one, (0, 0))] == ["-", "a1", "a2", "a3", "a4", "a5"]
+    for route in two:
+        replayed = await replay(redis, route, (0, 0))
+        assert [m.content for m in replayed] == ["b1", "b2", "b3", "b4", "b5", "b"]
+        assert [m.cursor for m in replayed] == [*cursors[1:10:2], cursors[10]]
+    hub = await redis.xrange(keys.FIREHOSE)
+    assert [entry_id.decode() for entry_id, _ in hub][1:] == cursors  # the firehose in publish order
+    assert {fields[b"r"] for _, fields in hub[2::2]} == {",".join(two).encode()}
+
+
+async def test_a_final_is_published_once_also_within_one_batch(redis: ArqRedis) -> None:
+    pub = publisher(redis)
+    route = route_id("gid://gitlab/User/2", ai_action="chat")
+    results = await asyncio.gather(
+        pub.publish(AiMessage("req", "assistant", content="first"), [route], final=True),
+        pub.publish(AiMessage("other", "assistant", content="chunk", chunk_id=1), [route]),
+        pub.publish(AiMessage("req", "assistant", content="second"), [route], final=True),
+    )
+    assert results[0] and results[1] and results[2] is None
+    assert [m.content for m in await replay(redis, route, (0, 0))] == ["first", "chunk"]
+    assert await redis.xlen(keys.FIREHOSE) == 2
+
+
+async def test_a_failed_call_reaches_every_waiting_publisher(redis: ArqRedis) -> None:
+    unreachable = connect(f"redis://127.0.0.1:{free_port()}/0", timeout_s=1.0)
+    try:
+        pub = publisher(unreachable)
+        route = route_id("gid://gitlab/User/2", ai_action="chat")
+        results = await asyncio.gather(
+            *(pub.publish(AiMessage(f"r{i}", "assistant", content=str(i), chunk_id=1), [route]) for i in range(5)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(result, REDIS_UNAVAILABLE) for result in results)
+        pub = publisher(redis)  # a later batch on a working server is not affected by an earlier failure
+        assert await pub.publish(AiMessage("r", "assistant", content="x", chunk_id=1), [route])
+    finally:
+        await unreachable.aclose()
 
 
 def test_request_routes_send_echo_chunks_and_final_where_gitlab_does() -> None:
