@@ -113,7 +113,7 @@ def _run(connection: _Connection, operation: str, parameters: Any, many: bool) -
             turn.give_back(connection)
 
 
-def _end(connection: _Connection, rollback: bool) -> None:
+def _finish(connection: _Connection, rollback: bool) -> None:
     """On aiosqlite's thread: commit or roll back, then give the write turn back."""
     try:
         if rollback:
@@ -196,7 +196,7 @@ class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
         if connection._connection is None:  # closed: nothing to end (as SQLAlchemy's adapter does)
             return
         try:
-            await_only(connection._execute(_end, connection._conn, rollback))
+            await_only(connection._execute(_finish, connection._conn, rollback))
         except Exception as error:
             self._handle_exception(error)
 

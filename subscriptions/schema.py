@@ -131,7 +131,7 @@ async def _authorize(context: SubscriptionContext, user_id: str | None, resource
 class _Events:
     """One subscription's messages: the route's history after `since` (none when None), then the live ones,
     without a duplicate. Holds a place in the user's quota and in the hub from creation until `close()`.
-    When sent through a sink (`render` with a plan), it is the `EventSource` a transport may run after the
+    Once `sent_through` a sink with a plan, it is the `EventSource` a transport may run after the
     subscription's execution ended."""
 
     __slots__ = ("_redis", "_hub", "_user_id", "_subscriber", "_since", "_sent")
@@ -198,11 +198,11 @@ class Subscription:
             client_subscription_id=client_subscription_id,
             ai_action=ai_action.value if ai_action else None,
         )
-        events = _Events(context, context.principal.user_id, route, since)
         # A websocket transport sends the events of a plain selection itself (subscriptions.execution), and
         # runs them after this execution ended when it can (then it closes them).
         sink = EVENT_SINK.get()
         plan = EventPlan.for_info(info._raw_info) if sink is not None else None  # strawberry is pinned
+        events = _Events(context, context.principal.user_id, route, since)
         if sink is not None and plan is not None and sink.detach(events.sent_through(plan, sink)):
             return
         try:
