@@ -1,5 +1,5 @@
-"""Redis connections: the URL in force (embedded Redis when `REDIS_URL` is unset), pools, Lua scripts and
-enqueueing.
+"""Redis connections: the URL in force (embedded Redis when `REDIS_URL` is unset), pools, Lua scripts, and
+the action queue (enqueue, claim, finish: arq's layout of a job in Redis, in fewer commands).
 
 `redis+sentinel://[:password@]host:26379[,host2:26379...]/service_name[/db]` asks Redis Sentinel for the
 current master of `service_name` (and again after a failover); other URLs are redis-py's.
@@ -32,12 +32,13 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote
 
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -64,6 +65,9 @@ __all__ = [
     "connect",
     "single_client",
     "enqueue_action",
+    "Claim",
+    "claim_jobs",
+    "finish_job",
     "record_owner",
     "redis_server_binary",
     "bundled_redis_server",
@@ -383,3 +387,65 @@ async def enqueue_action(redis: ArqRedis, record: ActionRecord) -> bool:
 async def record_owner(redis: Redis, record: ActionRecord) -> None:
     """Record who owns a request that is not enqueued (inline execution), as `enqueue_action` does."""
     await redis.set(keys.owner(record.request_id), record.user_id, ex=keys.OWNER_TTL_S)
+
+
+# arq's claim of a job (WATCH the in-progress key, EXISTS, ZSCORE, MULTI / PSETEX / EXEC), then its load
+# (MULTI / GET / INCR the try counter / EXPIRE it / EXEC), for a whole poll's worth of jobs in one atomic
+# round trip: per job, ZSCORE (still queued and due?), the in-progress key set only if absent, then the job
+# and its try count; the counter's expiry is set when it is created (arq renews it every try). KEYS: the
+# queue, then per job its in-progress, job and retry keys; ARGV: now (ms), the lease (ms), the counter's TTL
+# (s), then the job ids. Per job, {} when it is not claimed, else {score, job or false, try}.
+_CLAIM = LuaScript("""
+local claimed = {}
+for i = 4, #ARGV do
+  local k = 2 + (i - 4) * 3
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= tonumber(ARGV[1])
+     and redis.call('SET', KEYS[k], '1', 'NX', 'PX', ARGV[2]) then
+    local job = redis.call('GET', KEYS[k + 1])
+    local try = redis.call('INCR', KEYS[k + 2])
+    if try == 1 then redis.call('EXPIRE', KEYS[k + 2], ARGV[3]) end
+    claimed[i - 3] = {score, job, try}
+  else
+    claimed[i - 3] = {}
+  end
+end
+return claimed
+""")
+# arq keeps a job's try counter this long (s).
+_TRIES_TTL_S = 88_400
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A job this worker now holds (its in-progress key is set): its queue score (ms), the stored job (None
+    when it expired or another worker finished it meanwhile) and which try this is (1 = the first)."""
+
+    score: int
+    job: bytes | None
+    job_try: int
+
+
+async def claim_jobs(redis: Redis, queue: str, job_ids: Sequence[str], lease_ms: int) -> list[Claim | None]:
+    """Claim each of `job_ids` that is due and held by no worker (None for the others), in one round trip."""
+    keys_: list[str] = [queue]
+    for job_id in job_ids:
+        keys_ += [in_progress_key_prefix + job_id, job_key_prefix + job_id, retry_key_prefix + job_id]
+    replies = await _CLAIM(redis, keys=keys_, args=[timestamp_ms(), lease_ms, _TRIES_TTL_S, *job_ids])
+    return [Claim(int(float(reply[0])), reply[1] or None, int(reply[2])) if reply else None for reply in replies]
+
+
+async def finish_job(redis: Redis, queue: str, job_id: str, *, defer_to_ms: int | None = None, done: bool) -> None:
+    """End this worker's hold on a job: `done` removes it (no result is kept: a request's outcome is its final
+    message); otherwise it stays queued for another try, at `defer_to_ms` when given. Removal from the queue
+    comes first, so that no other worker claims a job whose keys are half gone."""
+    async with redis.pipeline(transaction=False) as pipe:
+        if done:
+            pipe.zrem(queue, job_id)
+            pipe.delete(in_progress_key_prefix + job_id, retry_key_prefix + job_id, job_key_prefix + job_id)
+        else:
+            if defer_to_ms is not None:
+                pipe.zadd(queue, {job_id: defer_to_ms}, xx=True)
+            pipe.delete(in_progress_key_prefix + job_id)
+        await pipe.execute()
+

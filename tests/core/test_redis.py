@@ -7,16 +7,20 @@ from pathlib import Path
 
 import pytest
 from arq.connections import ArqRedis
-from arq.jobs import Job, JobStatus
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.jobs import Job, JobStatus, deserialize_job_raw
+from arq.utils import timestamp_ms
 
 from core import keys
 from core.actions import ActionRecord
 from core.redis import (
     LuaScript,
     bundled_redis_server,
+    claim_jobs,
     embedded_redis_running,
     embedded_redis_url,
     enqueue_action,
+    finish_job,
     release_embedded_redis,
     stop_embedded_redis,
 )
@@ -36,6 +40,42 @@ async def test_enqueue_stores_an_arq_job_once_and_wakes_a_worker(redis: ArqRedis
     assert await job.status() == JobStatus.queued
     info = await job.info()
     assert info is not None and info.function == keys.JOB_NAME and info.args == (action.model_dump_json(),)
+
+
+async def _calls(redis: ArqRedis, before: dict, *names: str) -> tuple[int, ...]:
+    after = await redis.info("commandstats")
+    return tuple(after.get(f"cmdstat_{n}", {}).get("calls", 0) - before.get(f"cmdstat_{n}", {}).get("calls", 0) for n in names)
+
+
+async def test_a_poll_claims_its_jobs_in_one_round_trip_once_each(redis: ArqRedis) -> None:
+    records = {request_id: record(request_id) for request_id in ("a", "b", "c")}
+    for action in records.values():
+        await enqueue_action(redis, action)
+    await redis.zadd(keys.QUEUE, {"c": timestamp_ms() + 60_000})  # deferred (a retry's backoff): not yet due
+    before = await redis.info("commandstats")
+    a, b, c = await claim_jobs(redis, keys.QUEUE, ["a", "b", "c"], 5_000)
+    assert await _calls(redis, before, "evalsha", "watch", "multi") == (1, 0, 0)
+    assert c is None and a is not None and b is not None
+    assert (a.job_try, b.job_try) == (1, 1) and a.job is not None
+    assert deserialize_job_raw(a.job)[1] == (records["a"].model_dump_json(),)
+    assert 0 < await redis.pttl(in_progress_key_prefix + "a") <= 5_000  # the lease, not the job's timeout
+    assert await redis.ttl(retry_key_prefix + "a") > 86_400
+    assert await claim_jobs(redis, keys.QUEUE, ["a", "b"], 5_000) == [None, None]  # held: no second claim
+
+
+async def test_a_finished_job_leaves_nothing_and_a_deferred_one_comes_back_as_its_next_try(redis: ArqRedis) -> None:
+    for request_id in ("done", "again"):
+        await enqueue_action(redis, record(request_id))
+    await claim_jobs(redis, keys.QUEUE, ["done", "again"], 5_000)
+    await finish_job(redis, keys.QUEUE, "done", done=True)
+    assert await redis.keys("arq:*done") == [] and await redis.zscore(keys.QUEUE, "done") is None
+    due = timestamp_ms() + 60_000
+    await finish_job(redis, keys.QUEUE, "again", done=False, defer_to_ms=due)
+    assert await redis.zscore(keys.QUEUE, "again") == due and not await redis.exists(in_progress_key_prefix + "again")
+    assert await claim_jobs(redis, keys.QUEUE, ["again"], 5_000) == [None]  # not due yet
+    await redis.zadd(keys.QUEUE, {"again": timestamp_ms()})
+    (claim,) = await claim_jobs(redis, keys.QUEUE, ["again"], 5_000)
+    assert claim is not None and claim.job_try == 2 and await redis.exists(job_key_prefix + "again")
 
 
 async def test_the_wake_list_stays_short(redis: ArqRedis) -> None:

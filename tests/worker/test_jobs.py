@@ -154,7 +154,35 @@ async def test_a_running_job_holds_a_short_lease_that_its_worker_renews(settings
     assert [m.content for m in await stream(settings) if m.final] == ["slow"]
 
 
-async def test_a_job_running_on_another_worker_is_checked_with_one_exists_not_a_watch_per_poll(
+async def test_a_finished_job_leaves_no_arq_keys_behind(settings: Settings, seeded: dict) -> None:
+    """The request's final message is its outcome: no arq result (1.4 KB for a minute) is stored."""
+    records = [chat(f"number {i}") for i in range(3)]
+    await run_worker(settings, *records)
+    redis = connect(settings.redis_url or "")
+    try:
+        assert await redis.keys("arq:*") == [] and await redis.zcard(keys.QUEUE) == 0
+    finally:
+        await redis.aclose()
+    assert len([m for m in await stream(settings) if m.final]) == 3
+
+
+async def test_a_job_whose_stored_job_expired_is_dropped_from_the_queue(settings: Settings, seeded: dict) -> None:
+    record = chat("gone")
+    redis = connect(settings.redis_url or "")
+    try:
+        await enqueue_action(redis, record)
+        await redis.delete(f"arq:job:{record.request_id}")
+        worker = build_worker(settings, burst=True, handle_signals=False, poll_delay=0.01)
+        try:
+            await asyncio.wait_for(worker.main(), 10)
+        finally:
+            await worker.close()
+        assert await redis.zcard(keys.QUEUE) == 0 and await redis.keys("arq:*") == []
+    finally:
+        await redis.aclose()
+
+
+async def test_a_job_running_on_another_worker_is_checked_with_one_exists_not_a_claim_per_poll(
     settings: Settings, seeded: dict
 ) -> None:
     record = chat("held elsewhere")
@@ -164,14 +192,16 @@ async def test_a_job_running_on_another_worker_is_checked_with_one_exists_not_a_
     await enqueue_action(redis, record)
     await redis.set(in_progress_key_prefix + record.request_id, b"1", px=60_000)  # another worker's lease
 
-    async def watches_in_one_poll() -> int:
-        before = (await redis.info("commandstats")).get("cmdstat_watch", {}).get("calls", 0)
+    async def claims_in_one_poll() -> tuple[int, int]:
+        before = await redis.info("commandstats")
         await worker.start_jobs([job_id])
-        return (await redis.info("commandstats")).get("cmdstat_watch", {}).get("calls", 0) - before
+        after = await redis.info("commandstats")
+        return tuple(after.get(f"cmdstat_{name}", {}).get("calls", 0) - before.get(f"cmdstat_{name}", {}).get("calls", 0)
+                     for name in ("evalsha", "watch"))  # type: ignore[return-value]
 
     try:
-        # arq's race for a new id (one WATCH); after that, the held id costs no WATCH/EXISTS/ZSCORE/UNWATCH
-        assert [await watches_in_one_poll() for _ in range(3)] == [1, 0, 0]
+        # one claim script for a new id (no WATCH); after that, the held id costs one EXISTS, no claim
+        assert [await claims_in_one_poll() for _ in range(3)] == [(1, 0), (0, 0), (0, 0)]
         assert worker.tasks == {}
         await redis.delete(in_progress_key_prefix + record.request_id)  # that worker died; its lease ran out
         await asyncio.wait_for(worker.main(), 10)
