@@ -43,10 +43,12 @@ CLIENTS = 32
 SCALED = 4  # web and worker processes in phase B
 QUESTION = "ping one two three"  # "echo: ping one two three": 5 chunks
 _READY_TIMEOUT_S = 90.0
-# arq's job claims (`Worker.start_jobs`: WATCH, EXISTS, ZSCORE, then MULTI/PSETEX/EXEC or UNWATCH) and polls;
-# each of these is a round trip of its own except MULTI and PSETEX, which travel with EXEC.
-CLAIM_COMMANDS = ("watch", "unwatch", "exists", "zscore", "multi", "psetex", "exec", "discard", "zrangebyscore", "blpop")
-_PIPELINED = ("multi", "psetex")
+# The workers' job claims and polls (`SwitchboardWorker.start_jobs`): one pipelined EXISTS per id seen running at
+# the previous poll, then one claim script per poll whose ZSCORE and SET NX run once per id it tries (a claim
+# lost to another worker ends there); ZRANGEBYSCORE and BLPOP are round trips of their own. ZSCORE runs nowhere
+# else, so its calls per action are the claims tried per action.
+CLAIM_COMMANDS = ("exists", "zscore", "set", "zrangebyscore", "blpop")
+_PIPELINED = ("exists", "zscore", "set")
 CAVEAT = ("one 2-core machine: 8 server processes plus the load generator saturate it, so CPU figures are "
           "±20 % and phase B's actions/s says nothing about a real fleet's")
 
@@ -229,16 +231,17 @@ def _figures(phase: dict) -> dict[str, float]:
         # evalsha's usec includes the commands its script runs, which count under their own names too: drop
         # XADD's (only the publish script runs it), the bulk of them.
         "command_usec": sum(v for k, v in probe.items() if k.startswith("usec:") and k != "usec:xadd"),
-        "watch": calls.get("watch", 0.0),
+        "claims": calls.get("zscore", 0.0),
         **{f"calls:{name}": calls.get(name, 0.0) for name in CLAIM_COMMANDS},
         **{f"usec:{name}": probe.get(f"usec:{name}", 0.0) for name in CLAIM_COMMANDS},
     }
 
 
 def _claims(a: dict[str, float], b: dict[str, float], c: float) -> dict[str, float]:
-    """What B's extra arq claims and polls cost per action (B − A of CLAIM_COMMANDS), costed like the model:
-    A's µs per call of each command plus c per round trip. Bytes: a lost claim's four commands and replies as
-    arq sends them (uuid job ids), a poll's reply as the ids of CLIENTS jobs (the queue holds those in flight)."""
+    """What B's extra claims and polls cost per action (B − A of CLAIM_COMMANDS), costed like the model: A's µs
+    per call of each command plus c per round trip. Bytes: a lost claim's keys and id in a claim script's call
+    and its empty reply (uuid job ids), a poll's reply as the ids of CLIENTS jobs (the queue holds those in
+    flight)."""
     extra = {name: b[f"calls:{name}"] - a[f"calls:{name}"] for name in CLAIM_COMMANDS}
     usec = 0.0
     for name, more in extra.items():
@@ -246,12 +249,10 @@ def _claims(a: dict[str, float], b: dict[str, float], c: float) -> dict[str, flo
         usec += more * per_call
     round_trips = sum(more for name, more in extra.items() if name not in _PIPELINED)
     job = b"0" * 36
-    in_progress = b"arq:in-progress:" + job
-    claim_in = (_array([b"WATCH", in_progress]) + _array([b"EXISTS", in_progress])
-                + _array([b"ZSCORE", keys.QUEUE.encode(), job]) + _array([b"UNWATCH"]))
-    claim_out = len(b"+OK\r\n:1\r\n+OK\r\n") + _bulk(b"1764640000000")
+    claim_in = sum(_bulk(key) for key in (b"arq:in-progress:" + job, b"arq:job:" + job, b"arq:retry:" + job, job))
+    claim_out = len(b"*0\r\n")
     poll_out = len(b"*32\r\n") + CLIENTS * _bulk(job)
-    lost = max(0.0, extra["unwatch"])
+    lost = max(0.0, extra["zscore"])
     return {"commands": sum(extra.values()), "round_trips": round_trips, "redis_cpu_ms": (usec + round_trips * c) / 1000,
             "lost_claims": lost, "bytes_in": lost * claim_in,
             "bytes_out": lost * claim_out + max(0.0, extra["zrangebyscore"]) * poll_out}
@@ -293,7 +294,7 @@ def _model(phase_a: dict, phase_b: dict, entry: dict[str, float], webs: int) -> 
         "bytes_per_web": round(per_web, 1), "bytes_rest": round(rest, 1),
         "predicted_b": {k: round(v, 3) for k, v in predicted.items()},
         "error_percent": {k: _error(v, b[k]) for k, v in predicted.items()},
-        "arq_claims_b_minus_a": {k: round(v, 3) for k, v in claims.items()},
+        "claims_b_minus_a": {k: round(v, 3) for k, v in claims.items()},
         "predicted_b_with_claims": {k: round(v, 3) for k, v in with_claims.items()},
         "error_percent_with_claims": {k: _error(v, b[k]) for k, v in with_claims.items()},
         "entry_read_usec_model": round(read_us, 3),
@@ -304,7 +305,7 @@ def _model(phase_a: dict, phase_b: dict, entry: dict[str, float], webs: int) -> 
         "actions_per_s_per_redis_core_by_webs": capacity,
         "webs_where_reads_equal_the_rest": round(base_us / (m * read_us), 1) if m and read_us else 0,
         "web_worker_cores_per_redis_core": round(web_worker_ms / a["redis_cpu_ms"], 1) if a["redis_cpu_ms"] else 0,
-        "claims_per_action": {"a": a["watch"], "b": b["watch"]},
+        "claims_per_action": {"a": a["claims"], "b": b["claims"]},
     }
 
 
@@ -322,7 +323,7 @@ def _report(result: Result, phase_a: dict, phase_b: dict, model: dict[str, Any])
             ("Redis round trips per action", "round_trips", "{:.1f}"), ("bytes out per action", "bytes_out", "{:,.0f}"),
             ("bytes in per action", "bytes_in", "{:,.0f}"))
     for label, key, fmt in rows:
-        result.add(f"{label}: A / B measured / B predicted (error) / B predicted + arq's extra claims (error)",
+        result.add(f"{label}: A / B measured / B predicted (error) / B predicted + extra claims (error)",
                    f"{fmt.format(a[key])} / {fmt.format(b[key])} / {fmt.format(pred[key])} ({err[key]:+.1f} %) / "
                    f"{fmt.format(pred_c[key])} ({err_c[key]:+.1f} %)")
     result.add("firehose entries per action m; XREADs per action per hub x (A; B ÷ W)",
@@ -334,9 +335,9 @@ def _report(result: Result, phase_a: dict, phase_b: dict, model: dict[str, Any])
     result.add("c (Redis µs per round trip besides command time) fitted on A / on B, at round trips/s",
                f"{model['c_usec_per_round_trip']:.1f} / {model['c_usec_per_round_trip_fitted_on_b']:.1f} µs at "
                f"{rts['a']:,} / {rts['b']:,} per s (a busier Redis serves more sockets per event-loop turn)")
-    claims = model["arq_claims_b_minus_a"]
-    result.add("arq job claims per action (WATCH; > 1 = workers losing the race for the same job)",
-               f"A {a['watch']:.2f}, B {b['watch']:.2f}: B's extra claims and polls cost {claims['commands']:.1f} "
+    claims = model["claims_b_minus_a"]
+    result.add("job claims tried per action (ZSCORE; > 1 = workers losing the race for the same job)",
+               f"A {a['claims']:.2f}, B {b['claims']:.2f}: B's extra claims and polls cost {claims['commands']:.1f} "
                f"commands, {claims['round_trips']:.1f} round trips, {claims['redis_cpu_ms']:.3f} ms Redis CPU, "
                f"≈ {claims['bytes_in']:,.0f} bytes in and {claims['bytes_out']:,.0f} out per action")
     result.add("five-chunk actions/s one Redis core serves (1000 / Redis CPU ms per action)",
