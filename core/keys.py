@@ -3,7 +3,7 @@
 | key                                   | type   | lifetime                         | holds |
 |---------------------------------------|--------|----------------------------------|-------|
 | `switchboard:queue`                   | zset   | arq's queue (jobs leave when done)| pending AI actions (arq job ids = request ids) |
-| `switchboard:queue:wake`              | list   | trimmed to 64, 60 s TTL          | a nudge per enqueue so idle workers start at once |
+| `switchboard:queue:wake`              | list   | trimmed to 64, no TTL            | a nudge per enqueue so idle workers start at once |
 | `switchboard:messages`                | stream | `MAXLEN ~ firehose_maxlen`       | every published message with its route ids (read by each web process's hub) |
 | `switchboard:route:<route_id>`        | stream | `MAXLEN ~ route_maxlen`, TTL `replay_ttl_s` after the last message | one subscription route's messages, for resume with `after` |
 | `switchboard:final:<request_id>`      | string | 1 day                            | set once the final message of a request was published (exactly-once guard) |
@@ -28,7 +28,6 @@ __all__ = [
     "QUEUE",
     "WAKE",
     "WAKE_MAXLEN",
-    "WAKE_TTL_S",
     "FIREHOSE",
     "JOB_NAME",
     "FINAL_TTL_S",
@@ -57,7 +56,6 @@ PREFIX = "switchboard"
 QUEUE = f"{PREFIX}:queue"
 WAKE = f"{QUEUE}:wake"
 WAKE_MAXLEN = 64
-WAKE_TTL_S = 60
 FIREHOSE = f"{PREFIX}:messages"
 FINAL_TTL_S = 24 * 3600
 # A request can be cancelled as long as its job may still run: arq keeps a queued job for a day.

@@ -354,16 +354,14 @@ def connect(
 
 # arq's enqueue (refuse an existing job id, store the job, add it to the queue) plus the wake-up push and
 # the request's owner (for `aiActionCancel`), in one atomic round trip instead of arq's WATCH / EXISTS /
-# MULTI-EXEC and further calls. The wake-up list gets its expiry when created and is trimmed only when
-# full (workers that are busy don't pop it): 5 commands besides the script's own call.
+# MULTI-EXEC and further calls. The wake-up list is trimmed only when full (workers that are busy don't pop
+# it) and has no expiry (one key of at most WAKE_MAXLEN entries): 5 commands besides the script's own call.
 _ENQUEUE = LuaScript("""
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
 redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-local woken = redis.call('LPUSH', KEYS[4], '1')
-if woken == 1 then redis.call('EXPIRE', KEYS[4], ARGV[6])
-elseif woken > tonumber(ARGV[5]) + 1 then redis.call('LTRIM', KEYS[4], 0, ARGV[5]) end
-redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[8])
+if redis.call('LPUSH', KEYS[4], '1') > tonumber(ARGV[5]) + 1 then redis.call('LTRIM', KEYS[4], 0, ARGV[5]) end
+redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[7])
 return 1
 """)
 
@@ -378,7 +376,7 @@ async def enqueue_action(redis: ArqRedis, record: ActionRecord) -> bool:
         redis,
         keys=[job_key_prefix + record.request_id, result_key_prefix + record.request_id, keys.QUEUE, keys.WAKE,
               keys.owner(record.request_id)],
-        args=[job, redis.expires_extra_ms, now_ms, record.request_id, keys.WAKE_MAXLEN - 1, keys.WAKE_TTL_S,
+        args=[job, redis.expires_extra_ms, now_ms, record.request_id, keys.WAKE_MAXLEN - 1,
               record.user_id, keys.OWNER_TTL_S],
     )
     return bool(added)

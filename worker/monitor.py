@@ -95,7 +95,6 @@ class Monitor:
                     for _ in range(min(self.handed_back, keys.WAKE_MAXLEN)):
                         pipe.lpush(keys.WAKE, b"1")
                     pipe.ltrim(keys.WAKE, 0, keys.WAKE_MAXLEN - 1)
-                    pipe.expire(keys.WAKE, keys.WAKE_TTL_S)
                 await pipe.execute()
         except Exception as exc:
             log.warning("could not record the worker's stop: %s", exc)
