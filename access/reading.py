@@ -13,14 +13,17 @@ Read rules (GitLab's, reduced to what Switchboard serves):
 
 `container_of` names the project or group whose Duo settings govern a resource (SPEC §6).
 
-The mutation hot path is `readable_resource` (at most two queries).
+The mutation hot path is `readable_resource` (at most two queries). Its statements are built once, with
+bound parameters (an expanding one for a group's ancestors): building a statement and its loader options
+per call, and computing its cache key, cost more than running it.
 """
 
 from __future__ import annotations
 
 import logging
+from functools import cache
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Select, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.interfaces import ORMOption
@@ -46,6 +49,7 @@ __all__ = [
     "access_level",
     "can_read",
     "container_of",
+    "eager_options",
     "find_resource",
     "readable_resource",
     "resource_notes",
@@ -71,7 +75,7 @@ async def find_resource(session: AsyncSession, gid: GlobalID) -> Resource | None
     model = _MODELS.get(gid.type)
     if model is None:
         return None
-    return await session.scalar(select(model).where(model.id == gid.id).options(*_eager(model)))
+    return await session.scalar(_by_id(model), {"b_id": gid.id})
 
 
 async def readable_resource(session: AsyncSession, principal: Principal | None, gid: GlobalID) -> Resource:
@@ -113,12 +117,10 @@ async def access_level(session: AsyncSession, principal: Principal, resource: Pr
     """The highest access level `principal` holds on a project or group, inherited from the groups above
     it; 0 without any membership. Admins get no implicit level here."""
     group = await resource.awaitable_attrs.group if isinstance(resource, Project) else resource
-    ancestors = select(Group.id).where(Group.full_path.in_(group.ancestor_paths))
-    sources = [and_(Member.source_type == "Group", Member.source_id.in_(ancestors))]
+    parameters = {"b_user": principal.user_id, "b_paths": group.ancestor_paths}
     if isinstance(resource, Project):
-        sources.append(and_(Member.source_type == "Project", Member.source_id == resource.id))
-    query = select(func.max(Member.access_level)).where(Member.user_id == principal.user_id, or_(*sources))
-    return await session.scalar(query) or 0
+        return await session.scalar(_LEVEL_IN_PROJECT, {**parameters, "b_project": resource.id}) or 0
+    return await session.scalar(_LEVEL_IN_GROUP, parameters) or 0
 
 
 async def resource_notes(session: AsyncSession, resource: object) -> list[Note]:
@@ -127,13 +129,7 @@ async def resource_notes(session: AsyncSession, resource: object) -> list[Note]:
     kind = type(resource).__name__
     if kind not in _NOTEABLES:
         return []
-    query = (
-        select(Note)
-        .options(joinedload(Note.author))
-        .where(Note.noteable_type == kind, Note.noteable_id == resource.id, Note.system.is_(False))  # type: ignore[attr-defined]
-        .order_by(Note.created_at, Note.id)
-    )
-    return list(await session.scalars(query))
+    return list(await session.scalars(_HUMAN_NOTES, {"b_type": kind, "b_id": resource.id}))  # type: ignore[attr-defined]
 
 
 async def container_of(resource: object) -> Project | Group | None:
@@ -151,6 +147,38 @@ async def container_of(resource: object) -> Project | Group | None:
         case Note():
             return await container_of(await _noteable(resource))
     return None
+
+
+@cache
+def _by_id(model: type[Resource]) -> Select[tuple[Resource]]:
+    """`model`'s row of ID `b_id`, with what `can_read` and `container_of` need."""
+    return select(model).where(model.id == bindparam("b_id")).options(*eager_options(model))  # type: ignore[return-value]
+
+
+_ANCESTOR_IDS = select(Group.id).where(Group.full_path.in_(bindparam("b_paths", expanding=True)))
+_LEVEL_IN_GROUP = select(func.max(Member.access_level)).where(  # of `b_user` in the groups at `b_paths`
+    Member.user_id == bindparam("b_user"), Member.source_type == "Group", Member.source_id.in_(_ANCESTOR_IDS)
+)
+_LEVEL_IN_PROJECT = select(func.max(Member.access_level)).where(  # … and in project `b_project`
+    Member.user_id == bindparam("b_user"),
+    or_(
+        and_(Member.source_type == "Group", Member.source_id.in_(_ANCESTOR_IDS)),
+        and_(Member.source_type == "Project", Member.source_id == bindparam("b_project")),
+    ),
+)
+_HUMAN_NOTES = (  # of the noteable (`b_type`, `b_id`), oldest first, with their authors
+    select(Note)
+    .options(joinedload(Note.author))
+    .where(Note.noteable_type == bindparam("b_type"), Note.noteable_id == bindparam("b_id"), Note.system.is_(False))
+    .order_by(Note.created_at, Note.id)
+)
+
+
+@cache
+def eager_options(model: type[Resource]) -> tuple[ORMOption, ...]:
+    """The loader options that load with a `model` row what `can_read` and `container_of` read (its
+    project and group, a note's noteable), built once per model."""
+    return tuple(_eager(model))
 
 
 def _eager(model: type[Resource]) -> list[ORMOption]:

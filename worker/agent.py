@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import orjson
 
@@ -71,7 +72,7 @@ class Toolbox:
     offered: tuple[Tool, ...]
     known: Mapping[str, Tool]
 
-    @property
+    @cached_property
     def specs(self) -> tuple[ToolSpec, ...]:
         return tuple(ToolSpec(t.name, t.description, t.input_schema) for t in self.offered)
 
@@ -169,16 +170,20 @@ async def answer(
     """Answer into `state`; returns it. Provider errors propagate (`worker.jobs` decides on retries)."""
     steps: list[Message] = []  # the agent's tool turns so far
     seen: set[bytes] = set()  # (tool, arguments) already called: the repeated-call guard
+    prompts: dict[str, list[Message]] = {}  # per model, its prompt with the history: rendered once for all steps
     for step in range(MAX_STEPS if toolbox else 1):
         state.steps = step + 1
         candidates = models if state.model is None else [state.model]
-        calls, text = await _first_answering(deps, feature, record, candidates, variables, history, steps, state,
-                                             turn=attempt + step, toolbox=toolbox)
+        calls, text = await _first_answering(deps, feature, record, candidates, variables, history, prompts, steps,
+                                             state, turn=attempt + step, toolbox=toolbox)
         if not calls:
             return state
         assert toolbox is not None  # models are offered no tools without one
         steps.append(Message("assistant", text, tool_calls=tuple(calls)))
-        results = await asyncio.gather(*(_run(deps, feature, record, toolbox, call, seen, state) for call in calls))
+        if len(calls) == 1:  # the usual step: its call run here, without a task
+            results = [await _run(deps, feature, record, toolbox, calls[0], seen, state)]
+        else:
+            results = await asyncio.gather(*(_run(deps, feature, record, toolbox, call, seen, state) for call in calls))
         steps += [Message("tool", result.content, tool_call_id=call.id, name=call.name) for call, result in zip(calls, results, strict=True)]
     state.exhausted = True
     return state
@@ -186,16 +191,20 @@ async def answer(
 
 async def _first_answering(
     deps: Deps, feature: Feature, record: ActionRecord, models: Sequence[ModelDefinition], variables: dict[str, object],
-    history: Sequence[tuple[str, str]], steps: list[Message], state: Answer, *, turn: int, toolbox: Toolbox | None,
+    history: Sequence[tuple[str, str]], prompts: dict[str, list[Message]], steps: list[Message], state: Answer, *,
+    turn: int, toolbox: Toolbox | None,
 ) -> tuple[list[ToolCall], str]:
     """One step: stream from the first model that answers; a later model is tried only while nothing was
-    streamed. When all fail, the first model's error propagates (its retry-after decides the backoff)."""
+    streamed. When all fail, the first model's error propagates (its retry-after decides the backoff).
+    `prompts` keeps each model's rendered prompt for the next steps."""
     first_error: ProviderError | None = None
     for index, model in enumerate(models):
         streamed = len(state.parts)
         prompt = deps.catalogue.prompts.get(feature.prompt, model.family, feature.prompt_version)
-        messages = _prompt_messages(prompt, variables, history) + steps
-        completion = build_completion(deps, feature, record, model, prompt, messages, turn=turn,
+        rendered = prompts.get(model.identifier)
+        if rendered is None:
+            rendered = prompts[model.identifier] = _prompt_messages(prompt, variables, history)
+        completion = build_completion(deps, feature, record, model, prompt, rendered + steps, turn=turn,
                                       tools=toolbox.specs if toolbox else ())
         try:
             calls = await _stream(deps, feature, record, model, prompt, completion, state)

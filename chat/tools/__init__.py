@@ -4,9 +4,9 @@ The agent loop (`worker.agent`) offers `available_tools(catalogue, primitives)` 
 each call with `progress_text`, and runs it with `run_tool`, which owns every check of a call:
 1. the arguments fit the tool's input schema, else FAILED with a short reason the model can act on;
 2. a seat of the user bundles the tool's unit primitive, else FAILED with GitLab's M3005 text;
-3. the handler: a reader (`chat.tools.readers`) reads only an item the user may read, with Duo enabled
-   where it lives (else M3003, with nothing of the item); `documentation_search`
-   (`chat.tools.documentation`) searches the documentation index.
+3. the handler, given the call's one database session (that of check 2): a reader (`chat.tools.readers`)
+   reads only an item the user may read, with Duo enabled where it lives (else M3003, with nothing of the
+   item); `documentation_search` (`chat.tools.documentation`) searches the documentation index.
 Results are capped at `MAX_RESULT_CHARS`. Adding a tool: one `Tool` in `catalogue/tools.py`, one handler
 in `HANDLERS`, one test.
 """
@@ -95,12 +95,11 @@ async def run_tool(context: ToolContext, tool: Tool, arguments: Mapping[str, obj
     if handler is None:  # check_handlers keeps the catalogue from shipping this
         logger.error("tool %s has no handler %r", tool.name, tool.handler)
         return failed(f"The tool {tool.name} is not available.")
-    async with context.sessions() as session:
-        primitives = await context.gate.unit_primitives(session, context.principal)
-    if tool.unit_primitive not in primitives:
-        logger.info("tool_not_entitled", extra={"tool": tool.name, "user_id": context.principal.user_id})
-        return failed(TOOL_NOT_IN_SUBSCRIPTION)
-    result = await handler(context, tool, arguments)
+    async with context.sessions() as session:  # one for the call: the seats' check and the handler's reads
+        if tool.unit_primitive not in await context.gate.unit_primitives(session, context.principal):
+            logger.info("tool_not_entitled", extra={"tool": tool.name, "user_id": context.principal.user_id})
+            return failed(TOOL_NOT_IN_SUBSCRIPTION)
+        result = await handler(context, session, tool, arguments)
     return ToolResult(capped(result.content), result.status, result.sources)
 
 

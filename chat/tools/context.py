@@ -46,7 +46,8 @@ class ToolResult:
     sources: tuple[dict[str, str], ...] = ()
 
 
-Handler = Callable[[ToolContext, Tool, Mapping[str, object]], Awaitable[ToolResult]]
+# A handler is given the session of the tool call (`chat.tools.run_tool` checked the seats through it).
+Handler = Callable[[ToolContext, AsyncSession, Tool, Mapping[str, object]], Awaitable[ToolResult]]
 
 
 def capped(text: str, limit: int = MAX_RESULT_CHARS) -> str:

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import contains_eager, joinedload
+from sqlalchemy.orm.interfaces import ORMOption
 
-from access.reading import can_read, container_of, find_resource
+from access.reading import can_read, container_of, eager_options, find_resource
 from catalogue.add_ons import Requirement, add_ons_bundling
 from catalogue.tools import Tool
 from chat.tools.context import ToolContext, ToolResult, capped, failed
@@ -33,43 +36,44 @@ __all__ = ["locate", "read_epic", "read_issue", "read_merge_request", "read_vuln
 
 logger = logging.getLogger(__name__)
 
-async def read_issue(context: ToolContext, tool: Tool, arguments: Mapping[str, object]) -> ToolResult:
-    return await _read(context, tool, arguments, "Issue")
+async def read_issue(context: ToolContext, session: AsyncSession, tool: Tool, arguments: Mapping[str, object]) -> ToolResult:
+    return await _read(context, session, tool, arguments, "Issue")
 
 
-async def read_merge_request(context: ToolContext, tool: Tool, arguments: Mapping[str, object]) -> ToolResult:
-    return await _read(context, tool, arguments, "MergeRequest")
+async def read_merge_request(
+    context: ToolContext, session: AsyncSession, tool: Tool, arguments: Mapping[str, object]
+) -> ToolResult:
+    return await _read(context, session, tool, arguments, "MergeRequest")
 
 
-async def read_epic(context: ToolContext, tool: Tool, arguments: Mapping[str, object]) -> ToolResult:
-    return await _read(context, tool, arguments, "Epic")
+async def read_epic(context: ToolContext, session: AsyncSession, tool: Tool, arguments: Mapping[str, object]) -> ToolResult:
+    return await _read(context, session, tool, arguments, "Epic")
 
 
-async def read_vulnerability(context: ToolContext, tool: Tool, arguments: Mapping[str, object]) -> ToolResult:
-    return await _read(context, tool, arguments, "Vulnerability")
+async def read_vulnerability(
+    context: ToolContext, session: AsyncSession, tool: Tool, arguments: Mapping[str, object]
+) -> ToolResult:
+    return await _read(context, session, tool, arguments, "Vulnerability")
 
 
-async def _read(context: ToolContext, tool: Tool, arguments: Mapping[str, object], kind: ItemType) -> ToolResult:
+async def _read(
+    context: ToolContext, session: AsyncSession, tool: Tool, arguments: Mapping[str, object], kind: ItemType
+) -> ToolResult:
     try:
         reference = parse_reference(str(arguments["reference"]), kind)
+        item = await locate(session, reference, context.resource, context.project)
     except BadReference as exc:
         return failed(str(exc))
-    async with context.sessions() as session:
-        try:
-            gid = await locate(session, reference, context.resource, context.project)
-        except BadReference as exc:
-            return failed(str(exc))
-        item = await find_resource(session, gid) if gid is not None else None
-        reason = await _refusal(session, context, tool, item)
-        if reason is not None or not isinstance(item, Item):
-            logger.info("tool_item_unavailable", extra={"tool": tool.name, "user_id": context.principal.user_id,
-                                                         "reason": reason or "not found"})
-            return failed(TOOL_ITEM_UNAVAILABLE)
-        text = await render_item(session, item)
-        return ToolResult(capped(text), "FINISHED", (source_of(item),))
+    reason = await _refusal(session, context, tool, item)
+    if reason is not None or item is None:
+        logger.info("tool_item_unavailable", extra={"tool": tool.name, "user_id": context.principal.user_id,
+                                                     "reason": reason or "not found"})
+        return failed(TOOL_ITEM_UNAVAILABLE)
+    text = await render_item(session, item)
+    return ToolResult(capped(text), "FINISHED", (source_of(item),))
 
 
-async def _refusal(session: AsyncSession, context: ToolContext, tool: Tool, item: object) -> str | None:
+async def _refusal(session: AsyncSession, context: ToolContext, tool: Tool, item: Item | None) -> str | None:
     """Why the user may not have `item` read to the model (None: they may)."""
     if item is None:
         return "not found"
@@ -85,10 +89,11 @@ async def _refusal(session: AsyncSession, context: ToolContext, tool: Tool, item
 
 async def locate(
     session: AsyncSession, reference: Reference, resource: GlobalID | None, project: GlobalID | None
-) -> GlobalID | None:
-    """The global ID of the item `reference` names, seen from the page's `resource` (or aiAction's
-    `project`); None when there is no such item. Authorizes nothing: the caller checks the item.
-    BadReference when a relative reference has nothing to be relative to."""
+) -> Item | None:
+    """The item `reference` names, seen from the page's `resource` (or aiAction's `project`), loaded with
+    its project and group (what the read checks need) and its author (what `render_item` shows); None
+    when there is no such item. Authorizes nothing: the caller checks the item. BadReference when a
+    relative reference has nothing to be relative to. A full reference is one query."""
     noun = NOUNS[reference.type]
     if reference.current:
         current = await _current(session, resource)
@@ -97,25 +102,65 @@ async def locate(
                 f"The user is not on {with_article(noun)} page, so 'current' names no {noun}: ask the user which {noun} "
                 f"they mean, or use the reference they gave."
             )
-        return current
+        return await session.scalar(_BY_ID[reference.type], {"b_id": current.id})
     assert reference.number is not None
+    if reference.namespace is not None:
+        if reference.type == "Epic":
+            return await session.scalar(_AT_PATH["Epic"], {"b_number": reference.number, "b_group": reference.namespace})
+        group, _, name = reference.namespace.rpartition("/")
+        return await session.scalar(_AT_PATH[reference.type], {"b_number": reference.number, "b_group": group, "b_name": name})
     if reference.type == "Vulnerability":
-        query = select(Vulnerability.id).where(Vulnerability.id == reference.number)
-        if reference.namespace is not None:
-            query = query.where(Vulnerability.project_id.in_(_project_ids(reference.namespace)))
-        found = await session.scalar(query)
-    elif reference.type == "Epic":
-        group_id = await _group_id(session, reference.namespace, resource, project)
-        found = await session.scalar(select(Epic.id).where(Epic.group_id == group_id, Epic.iid == reference.number))
-    elif reference.type == "Issue":
-        project_id = await _project_id(session, reference.namespace, resource, project, noun)
-        found = await session.scalar(select(Issue.id).where(Issue.project_id == project_id, Issue.iid == reference.number))
+        return await session.scalar(_BY_ID["Vulnerability"], {"b_id": reference.number})
+    if reference.type == "Epic":
+        place_id = await _group_id(session, resource, project)
     else:
-        project_id = await _project_id(session, reference.namespace, resource, project, noun)
-        found = await session.scalar(
-            select(MergeRequest.id).where(MergeRequest.project_id == project_id, MergeRequest.iid == reference.number)
-        )
-    return GlobalID(reference.type, found) if found is not None else None
+        place_id = await _project_id(session, resource, project, noun)
+    return await session.scalar(_IN_PLACE[reference.type], {"b_number": reference.number, "b_place": place_id})
+
+
+# The lookups, built once with bound parameters (building a statement and its loader options per call cost
+# more than running it). Each loads the item with its project and group (the read checks) and its author.
+def _loaded(model: type[Item], *more: ORMOption) -> tuple[ORMOption, ...]:
+    return (*eager_options(model), *more)
+
+
+def _in_project(model: type[Issue] | type[MergeRequest]) -> Select[Any]:
+    """The item of iid `b_number` in project `b_place`."""
+    return (select(model).where(model.project_id == bindparam("b_place"), model.iid == bindparam("b_number"))
+            .options(*_loaded(model, joinedload(model.author))))
+
+
+def _at_project_path(model: type[Issue] | type[MergeRequest] | type[Vulnerability], number: Any, *more: ORMOption) -> Select[Any]:
+    """The item whose `number` (iid, a vulnerability's ID) is `b_number` in the project `b_name` of the group at
+    `b_group`, its project and group loaded by the same joins."""
+    return (
+        select(model).join(model.project).join(Project.group)
+        .where(Group.full_path == bindparam("b_group"), Project.path == bindparam("b_name"), number == bindparam("b_number"))
+        .options(contains_eager(model.project).contains_eager(Project.group), *more)
+    )
+
+
+_BY_ID: dict[ItemType, Select[Any]] = {
+    "Issue": select(Issue).where(Issue.id == bindparam("b_id")).options(*_loaded(Issue, joinedload(Issue.author))),
+    "MergeRequest": select(MergeRequest).where(MergeRequest.id == bindparam("b_id"))
+    .options(*_loaded(MergeRequest, joinedload(MergeRequest.author))),
+    "Epic": select(Epic).where(Epic.id == bindparam("b_id")).options(*_loaded(Epic, joinedload(Epic.author))),
+    "Vulnerability": select(Vulnerability).where(Vulnerability.id == bindparam("b_id")).options(*_loaded(Vulnerability)),
+}
+_IN_PLACE: dict[ItemType, Select[Any]] = {  # relative references: in project (an epic: group) `b_place`
+    "Issue": _in_project(Issue),
+    "MergeRequest": _in_project(MergeRequest),
+    "Epic": select(Epic).where(Epic.group_id == bindparam("b_place"), Epic.iid == bindparam("b_number"))
+    .options(*_loaded(Epic, joinedload(Epic.author))),
+}
+_AT_PATH: dict[ItemType, Select[Any]] = {  # full references
+    "Issue": _at_project_path(Issue, Issue.iid, joinedload(Issue.author)),
+    "MergeRequest": _at_project_path(MergeRequest, MergeRequest.iid, joinedload(MergeRequest.author)),
+    "Vulnerability": _at_project_path(Vulnerability, Vulnerability.id),
+    "Epic": select(Epic).join(Epic.group)  # in the group at `b_group`
+    .where(Group.full_path == bindparam("b_group"), Epic.iid == bindparam("b_number"))
+    .options(contains_eager(Epic.group), joinedload(Epic.author)),
+}
 
 
 async def _current(session: AsyncSession, resource: GlobalID | None) -> GlobalID | None:
@@ -126,11 +171,7 @@ async def _current(session: AsyncSession, resource: GlobalID | None) -> GlobalID
     return GlobalID(note.noteable_type, note.noteable_id) if note is not None else None
 
 
-async def _project_id(
-    session: AsyncSession, path: str | None, resource: GlobalID | None, project: GlobalID | None, noun: str
-) -> int | None:
-    if path is not None:
-        return await session.scalar(_project_ids(path))
+async def _project_id(session: AsyncSession, resource: GlobalID | None, project: GlobalID | None, noun: str) -> int:
     place = await _place(session, resource)
     if isinstance(place, Project):
         return place.id
@@ -142,11 +183,7 @@ async def _project_id(
     )
 
 
-async def _group_id(
-    session: AsyncSession, path: str | None, resource: GlobalID | None, project: GlobalID | None
-) -> int | None:
-    if path is not None:
-        return await session.scalar(select(Group.id).where(Group.full_path == path))
+async def _group_id(session: AsyncSession, resource: GlobalID | None, project: GlobalID | None) -> int:
     place = await _place(session, resource)
     if place is None and project is not None and project.type == "Project":
         place = await session.get(Project, project.id)
@@ -166,8 +203,3 @@ async def _place(session: AsyncSession, resource: GlobalID | None) -> Project | 
         return None
     found = await find_resource(session, resource)
     return await container_of(found) if found is not None else None
-
-
-def _project_ids(path: str) -> Select[int]:
-    group, _, name = path.rpartition("/")
-    return select(Project.id).join(Group, Group.id == Project.group_id).where(Group.full_path == group, Project.path == name)

@@ -11,8 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from access.admin import add_ons, namespaces
 from access.admin.accounts import create_user
@@ -280,6 +281,51 @@ async def test_results_are_capped(chat: Chat) -> None:
         assert result.status == "FINISHED" and len(result.content) == MAX_RESULT_CHARS
         assert result.content.endswith(f"[… cut: the result is longer than {MAX_RESULT_CHARS} characters]")
     assert "pin the lower bound of hiredis" in merge_request.content  # notes come before the diff
+
+
+@pytest.mark.parametrize(
+    ("tool", "reference", "statements"),
+    [
+        # the item with its project, group and author; the reader's membership; the human notes
+        pytest.param("issue_reader", "gitlab-duo/test#1", 3, id="issue"),
+        pytest.param("merge_request_reader", "gitlab-duo/test!1", 3, id="merge-request"),
+        pytest.param("epic_reader", "gitlab-duo&1", 3, id="epic"),
+        pytest.param("vulnerability_reader", "https://h/gitlab-duo/test/-/security/vulnerabilities/1", 2,
+                     id="vulnerability"),  # no notes
+    ],
+)
+async def test_a_full_reference_is_read_in_one_session_and_a_few_statements(
+    chat: Chat, tool: str, reference: str, statements: int
+) -> None:
+    """With the entitlement cache warm (as it is in a worker), a reader runs nothing but the statements of
+    the read (it ran six for an issue: the project, the issue's ID, the issue, the membership, the author,
+    the notes) and opens one session for the seats' check and the read."""
+    warm = Chat(chat.sessions, Gate(FlagStore(chat.sessions), Entitlements(), "self_managed"), chat.docs, chat.users)
+    assert (await warm.call("alice", tool, {"reference": reference})).status == "FINISHED"  # fills the cache
+    engine = chat.sessions.kw["bind"].sync_engine
+    executed: list[str] = []
+    opened: list[object] = []
+
+    def on_execute(*args: object) -> None:
+        executed.append(str(args[2]))
+
+    def on_begin(session: object, transaction: object, connection: object) -> None:
+        opened.append(session)
+
+    async with chat.sessions() as session:
+        principal = await get_principal(session, chat.users["alice"])
+    assert principal is not None
+    context = ToolContext(warm.sessions, principal, warm.gate, None, None, warm.docs)
+    event.listen(engine, "before_cursor_execute", on_execute)
+    event.listen(Session, "after_begin", on_begin)
+    try:
+        result = await run_tool(context, TOOLS[tool], {"reference": reference})
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        event.remove(Session, "after_begin", on_begin)
+    assert result.status == "FINISHED", result.content
+    assert len(executed) == statements, executed
+    assert len(set(map(id, opened))) == 1
 
 
 async def test_the_tools_offered_follow_the_seats(chat: Chat) -> None:
