@@ -8,7 +8,7 @@ object-typed argument into the plain JSON the job carries, within the field's si
 Each of these input types builds its value with a converter of its own (`InputConverter`, strawberry's
 `from_input` hook), planned once per type: strawberry's generic conversion resolved every field's type and
 tested it against each kind of type on every request, for every one of `AiActionInput`'s fields (one per
-feature, mostly null): ~17 % of the web's time per `aiAction`. The value built is the same.
+feature, mostly null), ~15 % of the web process's instructions per `aiAction`. The value built is the same.
 """
 
 from __future__ import annotations
