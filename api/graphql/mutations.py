@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.extensions import SchemaExtension
 from strawberry.types import Info
 
@@ -142,34 +143,36 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any, p
         resource = GlobalID.parse(
             method_input.resource_id, argument=f"{feature.graphql_name}.resourceId", types=feature.resource_types
         )
-    async with services.sessions() as session:  # no connection is taken until a query runs
+    # One session for checks 4-6 and the saved question: no connection is taken until a query runs (checks
+    # 4 and 6 usually read this process's caches), and the one taken is returned once the question is saved.
+    async with services.sessions() as session:
         authorization = await services.gate.authorize(session, principal, feature, resource)  # 4, 5, 6
-    if not authorization:
-        return _refused(data, path, authorization.reason)
-    flags = await services.gate.pushed_flags(principal, authorization.container)
-    # Everything below is validated before anything is published or enqueued: once the chat echo is out,
-    # only a worker's final message ends the request.
-    project = GlobalID.parse(data.project_id, argument="projectId", types={"Project"}) if data.project_id else None
-    thread = (
-        GlobalID.parse(data.thread_id, argument="threadId", types={"Ai::Conversation::Thread"}) if data.thread_id else None
-    )
-    record = ActionRecord(
-        request_id=new_request_id(),
-        feature=feature.key,
-        user_id=principal.user_id,
-        resource=str(resource) if resource else None,
-        inputs=_validated_fields(feature, method_input),
-        client_subscription_id=_short_text(data.client_subscription_id, "clientSubscriptionId"),
-        project_id=str(project) if project else None,
-        platform_origin=_short_text(data.platform_origin, "platformOrigin"),
-        flags=flags,
-    )
-    question: AiMessage | None = None
-    if feature.ai_action is not None or feature.cache_response:
-        try:
-            record, question = await _save_question(services, feature, record, thread, data.conversation_type)
-        except AccessDenied as exc:  # another user's thread, or an unknown (expired) one
-            return AiActionPayload(client_mutation_id=data.client_mutation_id, errors=[exc.message])
+        if not authorization:
+            return _refused(data, path, authorization.reason)
+        flags = await services.gate.pushed_flags(principal, authorization.container, session=session)
+        # Everything below is validated before anything is published or enqueued: once the chat echo is out,
+        # only a worker's final message ends the request.
+        project = GlobalID.parse(data.project_id, argument="projectId", types={"Project"}) if data.project_id else None
+        thread = (
+            GlobalID.parse(data.thread_id, argument="threadId", types={"Ai::Conversation::Thread"}) if data.thread_id else None
+        )
+        record = ActionRecord(
+            request_id=new_request_id(),
+            feature=feature.key,
+            user_id=principal.user_id,
+            resource=str(resource) if resource else None,
+            inputs=_validated_fields(feature, method_input),
+            client_subscription_id=_short_text(data.client_subscription_id, "clientSubscriptionId"),
+            project_id=str(project) if project else None,
+            platform_origin=_short_text(data.platform_origin, "platformOrigin"),
+            flags=flags,
+        )
+        question: AiMessage | None = None
+        if feature.ai_action is not None or feature.cache_response:
+            try:
+                record, question = await _save_question(session, feature, record, thread, data.conversation_type)
+            except AccessDenied as exc:  # another user's thread, or an unknown (expired) one
+                return AiActionPayload(client_mutation_id=data.client_mutation_id, errors=[exc.message])
     echoed = False
     try:
         if feature.ai_action is not None and question is not None:
@@ -188,23 +191,24 @@ async def _request_action(context: Context, inputs: AiActionInputs, data: Any, p
 
 
 async def _save_question(
-    services: Any, feature: Feature, record: ActionRecord, thread: GlobalID | None, conversation_type: Any
+    session: AsyncSession, feature: Feature, record: ActionRecord, thread: GlobalID | None, conversation_type: Any
 ) -> tuple[ActionRecord, AiMessage]:
-    """Save the user's message in the database before anything is published (SPEC §13.1, §5.3): a chat
-    message joins its thread (resolved, bumped and titled in one statement; AccessDenied(THREAD_NOT_FOUND)
-    for another user's or an unknown thread), a non-chat `cache_response` request is saved without one.
-    `/clear` and `/new` only start a new thread. The record and the message carry the thread's global ID."""
+    """Save the user's message in the database before anything is published (SPEC §13.1, §5.3), committed
+    here (an error leaves it to the session's rollback): a chat message joins its thread (resolved, bumped
+    and titled in one statement; AccessDenied(THREAD_NOT_FOUND) for another user's or an unknown thread), a
+    non-chat `cache_response` request is saved without one. `/clear` and `/new` only start a new thread. The
+    record and the message carry the thread's global ID."""
     text = str(record.inputs.get(feature.user_text_field, "")) if feature.user_text_field else feature.humanized
     thread_id: int | None = None
-    async with services.sessions() as session, session.begin():
-        if feature.ai_action is not None:
-            thread_id = await conversations.resolve_thread(
-                session, record.user_id, thread_id=thread.id if thread else None,
-                conversation_type=conversation_type.value if conversation_type else None, content=text)
-        gid = conversations.thread_gid(thread_id) if thread_id is not None else None
-        message = AiMessage(record.request_id, "user", content=text, thread_id=gid)
-        if thread_id is None or not conversations.starts_new_thread(text):
-            await conversations.save_user_message(session, record.user_id, thread_id, message, touch=False)
+    if feature.ai_action is not None:
+        thread_id = await conversations.resolve_thread(
+            session, record.user_id, thread_id=thread.id if thread else None,
+            conversation_type=conversation_type.value if conversation_type else None, content=text)
+    gid = conversations.thread_gid(thread_id) if thread_id is not None else None
+    message = AiMessage(record.request_id, "user", content=text, thread_id=gid)
+    if thread_id is None or not conversations.starts_new_thread(text):
+        await conversations.save_user_message(session, record.user_id, thread_id, message, touch=False)
+    await session.commit()
     return record.model_copy(update={"thread_id": gid}), message
 
 

@@ -3,12 +3,18 @@ input objects) and booleans, through the real schema; what the job carries."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
+from functools import partial
 
 import pytest
+from graphql import coerce_input_value
+from strawberry.types.arguments import convert_argument
+from strawberry.types.base import StrawberryContainer, get_object_definition
 
 from access.tokens import authenticate
 from api.graphql.context import Context
+from api.graphql.inputs import InputConverter
 from api.graphql.schema import build_schema
 from api.services import Services
 from core import keys
@@ -91,3 +97,53 @@ def test_internal_features_are_not_in_ai_action() -> None:
     sdl = str(SCHEMA)
     assert "categorizeQuestion" not in sdl and "AiCategorizeQuestionInput" not in sdl
     assert "currentFile: AiCurrentFileInput" in sdl and "additionalContext: [AiAdditionalContextInput!]" in sdl
+
+
+# Inputs of every shape AiActionInput holds: each feature, object and list fields, enums, nulls, omissions.
+CONVERTED = [
+    {"chat": {"content": "x", "currentFile": {"fileName": "a", "selectedText": "b", "contentAboveCursor": None},
+              "additionalContext": [{"category": "SNIPPET", "id": "s", "content": "c", "metadata": {"a": [1, {"b": None}]}},
+                                    {"category": "FILE", "id": "f", "content": ""}]},
+     "conversationType": "DUO_CHAT", "threadId": "gid://gitlab/Ai::Conversation::Thread/3", "clientMutationId": "m",
+     "platformOrigin": None},
+    {"chat": {"content": "x", "resourceId": "gid://gitlab/Issue/1", "additionalContext": []}},
+    {"explainCode": {"resourceId": "gid://gitlab/Issue/1", "code": "x"}, "clientSubscriptionId": "c",
+     "projectId": "gid://gitlab/Project/1"},
+    {"explainVulnerability": {"resourceId": "gid://gitlab/Vulnerability/1", "includeSourceCode": False}},
+    {"summarizeComments": {"resourceId": "gid://gitlab/Issue/1"}, "explainCode": None},
+    {},
+]
+
+
+@pytest.mark.parametrize("value", CONVERTED)
+def test_the_planned_conversion_builds_what_strawberrys_generic_one_does(value: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    (field,) = [f for f in SCHEMA.mutation.__strawberry_definition__.fields if f.python_name == "ai_action"]
+    coerced = coerce_input_value(value, SCHEMA._schema.get_type("AiActionInput"))
+    convert = partial(convert_argument, coerced, field.arguments[0].type, SCHEMA.schema_converter.scalar_registry, SCHEMA.config)
+    planned = convert()
+    for type_ in _input_types(field.arguments[0].type):  # strawberry's generic conversion
+        definition = get_object_definition(type_, strict=True)
+        assert isinstance(definition.from_input, InputConverter)
+        monkeypatch.setattr(definition, "from_input", None)
+    generic = convert()
+    assert planned == generic
+    assert _types_of(planned) == _types_of(generic)
+
+
+def _input_types(type_: object) -> list[type]:
+    while isinstance(type_, StrawberryContainer):
+        type_ = type_.of_type
+    definition = get_object_definition(type_)
+    if definition is None or not definition.is_input:
+        return []
+    return [type_] + [nested for field in definition.fields for nested in _input_types(field.type)]  # type: ignore[list-item]
+
+
+def _types_of(value: object) -> object:
+    """`value`'s structure with the type of every part (dataclass equality alone does not compare types)."""
+    if dataclasses.is_dataclass(value):
+        return (type(value), {name: _types_of(item) for name, item in vars(value).items()})
+    if isinstance(value, list | dict):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        return (type(value), {key: _types_of(item) for key, item in items})
+    return (type(value), value)
