@@ -43,12 +43,12 @@ CLIENTS = 32
 SCALED = 4  # web and worker processes in phase B
 QUESTION = "ping one two three"  # "echo: ping one two three": 5 chunks
 _READY_TIMEOUT_S = 90.0
-# The workers' job claims and polls (`SwitchboardWorker.start_jobs`): one claim script per poll whose ZSCORE and
-# SET NX run once per id it tries, and a PTTL when another worker holds it (not tried again before that lease
-# could run out); ZRANGEBYSCORE and BLPOP are round trips of their own. ZSCORE runs nowhere else, so its calls
-# per action are the claims tried per action.
-CLAIM_COMMANDS = ("zscore", "set", "pttl", "zrangebyscore", "blpop")
-_PIPELINED = ("zscore", "set", "pttl")
+# The workers' job claims and polls (`SwitchboardWorker.start_jobs`): one pipelined EXISTS per id seen running at
+# the previous poll, then one claim script per poll whose ZSCORE and SET NX run once per id it tries (a claim
+# lost to another worker ends there); ZRANGEBYSCORE and BLPOP are round trips of their own. ZSCORE runs nowhere
+# else, so its calls per action are the claims tried per action.
+CLAIM_COMMANDS = ("exists", "zscore", "set", "zrangebyscore", "blpop")
+_PIPELINED = ("exists", "zscore", "set")
 CAVEAT = ("one 2-core machine: 8 server processes plus the load generator saturate it, so CPU figures are "
           "±20 % and phase B's actions/s says nothing about a real fleet's")
 
