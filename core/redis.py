@@ -392,22 +392,20 @@ async def record_owner(redis: Redis, record: ActionRecord) -> None:
 # round trip: per job, ZSCORE (still queued and due?), the in-progress key set only if absent, then the job
 # and its try count; the counter's expiry is set when it is created (arq renews it every try). KEYS: the
 # queue, then per job its in-progress, job and retry keys; ARGV: now (ms), the lease (ms), the counter's TTL
-# (s), then the job ids. Per job {score, job or false, try} when claimed, else how many ms another worker's
-# lease on it has left (0: not queued, or not due).
+# (s), then the job ids. Per job, {} when it is not claimed, else {score, job or false, try}.
 _CLAIM = LuaScript("""
 local claimed = {}
 for i = 4, #ARGV do
   local k = 2 + (i - 4) * 3
   local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if not score or tonumber(score) > tonumber(ARGV[1]) then
-    claimed[i - 3] = 0
-  elseif redis.call('SET', KEYS[k], '1', 'NX', 'PX', ARGV[2]) then
+  if score and tonumber(score) <= tonumber(ARGV[1])
+     and redis.call('SET', KEYS[k], '1', 'NX', 'PX', ARGV[2]) then
     local job = redis.call('GET', KEYS[k + 1])
     local try = redis.call('INCR', KEYS[k + 2])
     if try == 1 then redis.call('EXPIRE', KEYS[k + 2], ARGV[3]) end
     claimed[i - 3] = {score, job, try}
   else
-    claimed[i - 3] = math.max(redis.call('PTTL', KEYS[k]), 0)
+    claimed[i - 3] = {}
   end
 end
 return claimed
@@ -426,15 +424,13 @@ class Claim:
     job_try: int
 
 
-async def claim_jobs(redis: Redis, queue: str, job_ids: Sequence[str], lease_ms: int) -> list[Claim | int]:
-    """Claim each of `job_ids` that is due and held by no worker, in one round trip. For each of the others,
-    how many ms it stays held by another worker's lease (0: finished, or not due)."""
+async def claim_jobs(redis: Redis, queue: str, job_ids: Sequence[str], lease_ms: int) -> list[Claim | None]:
+    """Claim each of `job_ids` that is due and held by no worker (None for the others), in one round trip."""
     keys_: list[str] = [queue]
     for job_id in job_ids:
         keys_ += [in_progress_key_prefix + job_id, job_key_prefix + job_id, retry_key_prefix + job_id]
     replies = await _CLAIM(redis, keys=keys_, args=[timestamp_ms(), lease_ms, _TRIES_TTL_S, *job_ids])
-    return [Claim(int(float(reply[0])), reply[1] or None, int(reply[2])) if isinstance(reply, list) else int(reply)
-            for reply in replies]
+    return [Claim(int(float(reply[0])), reply[1] or None, int(reply[2])) if reply else None for reply in replies]
 
 
 async def finish_job(redis: Redis, queue: str, job_id: str, *, defer_to_ms: int | None = None, done: bool) -> None:

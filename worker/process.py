@@ -57,7 +57,7 @@ __all__ = ["SwitchboardWorker", "build_worker", "expire_chat_threads"]
 log = logging.getLogger(__name__)
 
 # arq's cron jobs (`cron:<name>:<run time>`) run through arq; everything else in the queue is an action.
-_CRON_PREFIX = "cron:"
+_CRON_PREFIX = b"cron:"
 
 
 class SwitchboardWorker(Worker):
@@ -68,9 +68,7 @@ class SwitchboardWorker(Worker):
         self.monitor = Monitor(self, metrics_port)
         self._redis_backoff_s = 0.1
         self.stop_requested = False  # set with the main task's cancel: a swallowed cancel still stops the polls
-        # Jobs held by other workers, with the loop time their lease runs out unless renewed: not tried again
-        # before then (arq's queue keeps running jobs, so every poll lists them).
-        self._held: dict[str, float] = {}
+        self._polled: set[bytes] = set()  # the ids `start_jobs` was given at the last poll, less this worker's
         JOBS_IN_FLIGHT.set_function(self.running_jobs)
 
     def running_jobs(self) -> int:
@@ -119,17 +117,21 @@ class SwitchboardWorker(Worker):
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """arq re-reads every queued id on each poll, running ones included, and spends four round trips
-        (WATCH, EXISTS, ZSCORE, UNWATCH) on each to find out that it runs. Here an id this worker runs is
-        skipped, and so is one another worker holds until its lease could have run out (the claim script
-        said how long: a worker that died leaves its jobs to the first poll after that). Actions are claimed
-        and run here (`_start_actions`); cron jobs go through arq."""
-        now = asyncio.get_running_loop().time()
-        ids = [job_id.decode() for job_id in job_ids]
-        listed = set(ids)
-        self._held = {job_id: until for job_id, until in self._held.items() if until > now and job_id in listed}
-        candidates = [job_id for job_id in ids if job_id not in self.tasks and job_id not in self._held]
-        await super().start_jobs([job_id.encode() for job_id in candidates if job_id.startswith(_CRON_PREFIX)])
-        await self._start_actions([job_id for job_id in candidates if not job_id.startswith(_CRON_PREFIX)])
+        (WATCH, EXISTS, ZSCORE, UNWATCH) on each to find out that it runs. Skip the ids this worker runs; of
+        the others, those seen at the previous poll too are most likely running on another worker: one
+        pipelined EXISTS of their in-progress keys finds out. Actions are then claimed and run here
+        (`_start_actions`); cron jobs go through arq."""
+        candidates = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
+        seen, self._polled = self._polled, set(candidates)
+        again = [job_id for job_id in candidates if job_id in seen]
+        if again:
+            async with self.pool.pipeline(transaction=False) as pipe:
+                for job_id in again:
+                    pipe.exists(in_progress_key_prefix + job_id.decode())
+                held = {job_id for job_id, exists in zip(again, await pipe.execute(), strict=True) if exists}
+            candidates = [job_id for job_id in candidates if job_id not in held]
+        await super().start_jobs([job_id for job_id in candidates if job_id.startswith(_CRON_PREFIX)])
+        await self._start_actions([job_id.decode() for job_id in candidates if not job_id.startswith(_CRON_PREFIX)])
 
     async def _start_actions(self, job_ids: list[str]) -> None:
         """Claim as many of `job_ids` as there are free places (waiting for the first one, as arq does) in one
@@ -149,12 +151,9 @@ class SwitchboardWorker(Worker):
                 for _ in batch:
                     self._release_sem_dec_counter_on_complete()
                 raise
-            now = asyncio.get_running_loop().time()
             for job_id, claim in zip(batch, claims, strict=True):
-                if not isinstance(claim, Claim):  # held by another worker (for `claim` ms), finished or deferred
+                if claim is None:  # running elsewhere, finished, or deferred meanwhile
                     self._release_sem_dec_counter_on_complete()
-                    if claim > 0:
-                        self._held[job_id] = now + claim / 1000
                     continue
                 task = asyncio.create_task(self._run_action(job_id, claim))
                 task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
