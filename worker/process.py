@@ -3,8 +3,7 @@ recovery.
 
 - **Claim and finish.** An action job is claimed and loaded, for all the jobs a poll can take, by one Lua call
   (`core.redis.claim_jobs`) and finished by one pipelined round trip (`core.redis.finish_job`), with no result
-  kept: arq's claim, load and finish cost 17 commands in 6 round trips per job. A job another worker holds is
-  not tried again until that worker's lease could have run out. Cron jobs run through arq.
+  kept: arq's claim, load and finish cost 17 commands in 6 round trips per job. Cron jobs run through arq.
 
 - **Wake-up.** arq polls its queue every `poll_delay`; an idle Switchboard worker instead blocks on
   `keys.WAKE` (pushed at every enqueue) for up to `poll_delay`, so a new job starts within a millisecond.
