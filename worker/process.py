@@ -162,7 +162,7 @@ class SwitchboardWorker(Worker):
         """Run a claimed action job as arq's `run_job` would (its timeout, `Retry`, a stop hands it back),
         then finish it in one round trip. No result is stored: the request's final message is its outcome."""
         function = self.functions[keys.JOB_NAME]
-        outcome: dict[str, Any] = {"done": True}
+        done, defer_to_ms = True, None
         try:
             if claim.job is None:
                 log.warning("job_expired", extra={"job_id": job_id})
@@ -180,17 +180,17 @@ class SwitchboardWorker(Worker):
             self.jobs_complete += 1
         except Retry as retry:
             self.jobs_retried += 1
-            outcome = {"done": False, "defer_to_ms": timestamp_ms() + retry.defer_score if retry.defer_score else None}
+            done, defer_to_ms = False, timestamp_ms() + retry.defer_score if retry.defer_score else None
         except asyncio.CancelledError:
             # handed back (`_hand_back`): the job stays queued for another worker. The task ends here, as
             # arq's does: the poll loop reads every finished task's result, and the stop is already under way.
             self.jobs_retried += 1
-            outcome = {"done": False}
+            done = False
         except Exception:
             log.exception("job_failed", extra={"job_id": job_id, "try": claim.job_try})
             self.jobs_failed += 1
         finally:
-            await asyncio.shield(finish_job(self.pool, self.queue_name, job_id, **outcome))
+            await asyncio.shield(finish_job(self.pool, self.queue_name, job_id, done=done, defer_to_ms=defer_to_ms))
 
     async def _wait_for_tasks_to_complete(self, signum: Any) -> None:
         """After SIGTERM: give running jobs `shutdown_grace_s`, then hand the rest back (replaces arq's)."""
