@@ -4,11 +4,12 @@ The agent loop (`worker.agent`) offers `available_tools(catalogue, primitives)` 
 each call with `progress_text`, and runs it with `run_tool`, which owns every check of a call:
 1. the arguments fit the tool's input schema, else FAILED with a short reason the model can act on;
 2. a seat of the user bundles the tool's unit primitive, else FAILED with GitLab's M3005 text;
-3. the handler, given the call's one database session (that of check 2): a reader (`chat.tools.readers`)
+3. the handler: a reader (`chat.tools.readers`), given the call's one database session (that of check 2),
    reads only an item the user may read, with Duo enabled where it lives (else M3003, with nothing of the
-   item); `documentation_search` (`chat.tools.documentation`) searches the documentation index.
+   item); a search, given no session and run once it is closed (no pooled connection is held while it
+   waits), such as `documentation_search` (`chat.tools.documentation`) of the documentation index.
 Results are capped at `MAX_RESULT_CHARS`. Adding a tool: one `Tool` in `catalogue/tools.py`, one handler
-in `HANDLERS`, one test.
+in `READERS` or `SEARCHES`, one test.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from catalogue import Catalogue, Tool
-from chat.tools.context import MAX_RESULT_CHARS, Handler, ToolContext, ToolResult, capped, failed
+from chat.tools.context import MAX_RESULT_CHARS, Handler, Reader, Search, ToolContext, ToolResult, capped, failed
 from chat.tools.documentation import DocumentationIndex, Passage, default_paths, search_documentation
 from chat.tools.readers import read_epic, read_issue, read_merge_request, read_vulnerability
 from chat.tools.references import BadReference, Reference, parse_reference
@@ -31,7 +32,11 @@ __all__ = [
     "DocumentationIndex",
     "Handler",
     "Passage",
+    "READERS",
+    "Reader",
     "Reference",
+    "SEARCHES",
+    "Search",
     "ToolContext",
     "ToolResult",
     "available_tools",
@@ -44,13 +49,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-HANDLERS: Mapping[str, Handler] = MappingProxyType({
+READERS: Mapping[str, Reader] = MappingProxyType({
     "read_issue": read_issue,
     "read_merge_request": read_merge_request,
     "read_epic": read_epic,
     "read_vulnerability": read_vulnerability,
-    "search_documentation": search_documentation,
 })
+SEARCHES: Mapping[str, Search] = MappingProxyType({"search_documentation": search_documentation})
+HANDLERS: Mapping[str, Handler] = MappingProxyType({**READERS, **SEARCHES})
 _SHOWN_CHARS = 100  # of an argument, in a progress text
 
 
@@ -91,15 +97,21 @@ async def run_tool(context: ToolContext, tool: Tool, arguments: Mapping[str, obj
     problem = tool.argument_error(arguments)
     if problem is not None:
         return failed(f"Invalid input for {tool.name}: {problem}.")
-    handler = HANDLERS.get(tool.handler)
-    if handler is None:  # check_handlers keeps the catalogue from shipping this
+    reader, search = READERS.get(tool.handler), SEARCHES.get(tool.handler)
+    if reader is None and search is None:  # check_handlers keeps the catalogue from shipping this
         logger.error("tool %s has no handler %r", tool.name, tool.handler)
         return failed(f"The tool {tool.name} is not available.")
-    async with context.sessions() as session:  # one for the call: the seats' check and the handler's reads
+    async with context.sessions() as session:  # one for the call: the seats' check and a reader's reads
         if tool.unit_primitive not in await context.gate.unit_primitives(session, context.principal):
             logger.info("tool_not_entitled", extra={"tool": tool.name, "user_id": context.principal.user_id})
             return failed(TOOL_NOT_IN_SUBSCRIPTION)
-        result = await handler(context, session, tool, arguments)
+        if reader is not None:
+            return _capped(await reader(context, session, tool, arguments))
+    assert search is not None  # one of the two, checked above
+    return _capped(await search(context, tool, arguments))
+
+
+def _capped(result: ToolResult) -> ToolResult:
     return ToolResult(capped(result.content), result.status, result.sources)
 
 

@@ -17,7 +17,7 @@ from core.ids import GlobalID
 if TYPE_CHECKING:
     from chat.tools.documentation import DocumentationIndex
 
-__all__ = ["MAX_RESULT_CHARS", "Handler", "ToolContext", "ToolResult", "capped", "failed"]
+__all__ = ["MAX_RESULT_CHARS", "Handler", "Reader", "Search", "ToolContext", "ToolResult", "capped", "failed"]
 
 # About 10,000 tokens: what one tool call may add to the agent's prompt.
 MAX_RESULT_CHARS = 40_000
@@ -46,8 +46,12 @@ class ToolResult:
     sources: tuple[dict[str, str], ...] = ()
 
 
-# A handler is given the session of the tool call (`chat.tools.run_tool` checked the seats through it).
-Handler = Callable[[ToolContext, AsyncSession, Tool, Mapping[str, object]], Awaitable[ToolResult]]
+# A reader is given the session of the tool call (`chat.tools.run_tool` checked the seats through it); a
+# search reads no database and is given none: it runs after that session is closed, so that a call never
+# holds a pooled connection while it waits on something else.
+Reader = Callable[[ToolContext, AsyncSession, Tool, Mapping[str, object]], Awaitable[ToolResult]]
+Search = Callable[[ToolContext, Tool, Mapping[str, object]], Awaitable[ToolResult]]
+Handler = Reader | Search
 
 
 def capped(text: str, limit: int = MAX_RESULT_CHARS) -> str:

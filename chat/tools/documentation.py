@@ -25,8 +25,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from catalogue.tools import Tool
 from chat.tools.context import ToolContext, ToolResult, capped, failed
 from core.errors import NO_DOCUMENTATION
@@ -138,9 +136,7 @@ class DocumentationIndex:
             self._connection.close()
 
 
-async def search_documentation(
-    context: ToolContext, session: AsyncSession, tool: Tool, arguments: Mapping[str, object]
-) -> ToolResult:
+async def search_documentation(context: ToolContext, tool: Tool, arguments: Mapping[str, object]) -> ToolResult:
     """The handler of `documentation_search`: the top passages with their sources."""
     query = str(arguments["query"])
     if not search_terms(query):

@@ -227,6 +227,37 @@ async def test_a_duo_pro_user_gets_m3005_from_readers_and_keeps_documentation_se
         assert (await chat.call(user, "documentation_search", {"query": "redis"})).content == TOOL_NOT_IN_SUBSCRIPTION
 
 
+async def test_a_search_holds_no_pooled_connection_while_it_searches(chat: Chat) -> None:
+    """The seats' check reads the database (this gate caches nothing); the documentation search that follows
+    runs once that session has given its connection back (it held it across the search)."""
+    pool = chat.sessions.kw["bind"].sync_engine.pool
+    held: list[int] = []
+    during_search: list[int] = []
+
+    def on_checkout(*args: object) -> None:
+        held.append(1)
+
+    def on_checkin(*args: object) -> None:
+        held.append(-1)
+
+    def on_statement(sql: str) -> None:  # the index's own SQLite connection, on the search's thread
+        if "MATCH" in sql:
+            during_search.append(sum(held))
+
+    event.listen(pool, "checkout", on_checkout)
+    event.listen(pool, "checkin", on_checkin)
+    chat.docs._connection.set_trace_callback(on_statement)
+    try:
+        result = await chat.call("alice", "documentation_search", {"query": "redis"})
+    finally:
+        event.remove(pool, "checkout", on_checkout)
+        event.remove(pool, "checkin", on_checkin)
+        chat.docs._connection.set_trace_callback(None)
+    assert (result.status, result.content) == ("FINISHED", NO_DOCUMENTATION)
+    assert held.count(1) >= 1  # the seats' check did take a connection
+    assert during_search == [0]
+
+
 async def test_duo_disabled_on_the_group_is_m3003(chat: Chat) -> None:
     async def switch(value: str, path: str = "gitlab-duo") -> Any:
         async def work(session: AsyncSession) -> None:
