@@ -73,11 +73,10 @@ async def prepare_threads(stack: Stack, count: int) -> list[str]:
     start = datetime.now(UTC) - timedelta(hours=1)
     try:
         async with engine.begin() as connection:
-            ids = []
-            for n in range(count):
-                ids.append((await connection.execute(insert(ConversationThread).values(
-                    user_id=user_id, conversation_type="duo_chat", title=f"bench {n}", created_at=start,
-                    last_updated_at=start))).inserted_primary_key[0])
+            ids = (await connection.execute(insert(ConversationThread).returning(ConversationThread.id), [
+                {"user_id": user_id, "conversation_type": "duo_chat", "title": f"bench {n}", "created_at": start,
+                 "last_updated_at": start} for n in range(count)
+            ])).scalars().all()
             rows = []
             for thread in ids:
                 for turn in range(HISTORY // 2):

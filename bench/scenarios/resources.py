@@ -53,6 +53,9 @@ CLIENTS = 32
 CANCEL_CLIENTS = 16  # each holds a stream open for ~50 ms before its cancel
 MAX_JOBS = 2000  # Switchboard's default SWITCHBOARD_WORKER_MAX_JOBS, also given to bare arq
 ARQ_POLL_DELAY_S = 0.5  # Switchboard's default SWITCHBOARD_POLL_DELAY_S (and arq's)
+# Chat actions in a 40-message thread per second that the prepared threads last for (≈ 2.5× what a 2-core
+# machine did in 2026-12; 4,000 threads take ~3 s to write).
+THREAD_RATE = 500
 QUESTION = "ping one two three"  # "echo: ping one two three": 5 chunks
 CODE = "return a + b"  # "echo: return a + b": 5 chunks
 # One issue_reader call, then a 5-chunk answer like chat ping's, so that the comparison is about the turn,
@@ -78,7 +81,9 @@ async def run(quick: bool) -> Result:
     samples = 30 if quick else 200  # per kind at low load
     with Stack() as stack:
         issue = stack.seed["resources"]["issue"]
-        threads = await prepare_threads(stack, count=(1000 if quick else 4000) + 2 * (samples + 10))
+        # Each chat in a thread takes a fresh 40-message one: enough for both history kinds at THREAD_RATE
+        # through the whole phase (a fixed 1,000 ran out on a faster machine), and for the low-load samples.
+        threads = await prepare_threads(stack, count=2 * THREAD_RATE * int(duration + warmup) + 2 * (samples + 10))
         kinds = _kinds(issue, threads)
         phases: dict[str, dict[str, Any]] = {}
         async with asyncio.timeout(len(kinds) * (duration + warmup + 60) + 120):
@@ -101,6 +106,8 @@ async def run(quick: bool) -> Result:
 def _kinds(issue: str, threads: list[str]) -> list[Kind]:
     def chat(content: str, *, history: bool) -> Callable[[str], bytes]:
         def body(csid: str) -> bytes:
+            if history and not threads:
+                raise RuntimeError(f"the prepared 40-message threads ran out: raise THREAD_RATE ({THREAD_RATE}/s)")
             where: dict[str, object] = {"threadId": threads.pop()} if history else {"conversationType": "DUO_CHAT"}
             return action_body({"chat": {"content": content}, "clientSubscriptionId": csid, **where})
         return body
