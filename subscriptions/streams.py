@@ -7,12 +7,18 @@ meets a Redis error fails alone, with that error. A final message is published a
 script sets the request's final marker first and publishes nothing when it was already set. A route stream's
 expiry is set by a request's first message and renewed by its final one (and messages without a chunk id),
 not by every chunk: a stream lives `replay_ttl_s` after the last final published on it.
+
+An answer's chunks go through a `ChunkStream`: published in order without the model waiting for each, so the
+chunks a model sends together go out in one call; once one of them could not be published none after it is,
+and the chunk ids a subscriber sees stay contiguous. Everything one process publishes goes out in the order
+it was handed over, so a request's final, published after its chunks were handed over, comes after them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections import deque
 from collections.abc import Sequence
 
 import orjson
@@ -24,7 +30,7 @@ from core.redis import LuaScript
 from core.settings import Settings
 from subscriptions.messages import AiMessage
 
-__all__ = ["Publisher", "replay", "parse_cursor", "after_cursor"]
+__all__ = ["ChunkStream", "Publisher", "replay", "parse_cursor", "after_cursor"]
 
 # KEYS: the firehose, then per message its request's final marker and its routes' streams. ARGV: the limits
 # (firehose and route MAXLEN, the route expiry, the final marker's expiry), then per message: its number of
@@ -69,11 +75,23 @@ class Publisher:
     def __init__(self, redis: Redis, *, route_maxlen: int, firehose_maxlen: int, replay_ttl_s: int) -> None:
         self._redis = redis
         self._limits = (str(firehose_maxlen), str(route_maxlen), str(replay_ttl_s), str(keys.FINAL_TTL_S))
-        self._pending: list[tuple[list[str], list[str | bytes], asyncio.Future[object]]] = []
+        self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, message: AiMessage, routes: Sequence[str], *, final: bool = False) -> str | None:
         """Publish under `routes`; returns the cursor, or None when `final` and the request had its final."""
+        cursor = await self._hand_over(message, routes, final=final)
+        return cursor.decode() if isinstance(cursor, bytes) else None
+
+    def chunks(self, routes: Sequence[str]) -> ChunkStream:
+        """A stream for one answer's chunks on `routes` (see `ChunkStream`)."""
+        if not routes:
+            raise ValueError("a message needs at least one route")
+        return ChunkStream(self, routes)
+
+    def _hand_over(
+        self, message: AiMessage, routes: Sequence[str], *, final: bool = False, stream: ChunkStream | None = None
+    ) -> asyncio.Future[object]:
         if not routes:
             raise ValueError("a message needs at least one route")
         expire = final or message.chunk_id is None or message.chunk_id == 1
@@ -82,36 +100,39 @@ class Publisher:
                                         orjson.dumps(message.to_wire())]
         loop = asyncio.get_running_loop()
         future: asyncio.Future[object] = loop.create_future()
-        self._pending.append((call_keys, call_args, future))
+        self._pending.append((call_keys, call_args, future, stream))
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush(), name="switchboard-publisher")
-        cursor = await future
-        return cursor.decode() if isinstance(cursor, bytes) else None
+        return future
 
     async def _flush(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending[: self._BATCH], self._pending[self._BATCH :]
+            taken, self._pending = self._pending[: self._BATCH], self._pending[self._BATCH :]
+            batch = []
+            for pending in taken:
+                stream, future = pending[3], pending[2]
+                if stream is not None and stream.lost is not None:  # an earlier chunk of its stream failed
+                    if not future.done():
+                        future.set_result(None)
+                else:
+                    batch.append(pending)
+            if not batch:
+                continue
             call_keys: list[str] = [keys.FIREHOSE]
             call_args: list[str | bytes] = [*self._limits]
-            for message_keys, message_args, _ in batch:
+            for message_keys, message_args, _, _ in batch:
                 call_keys += message_keys
                 call_args += message_args
             try:
                 results = await _PUBLISH(self._redis, call_keys, call_args)  # one command for the batch
             except BaseException as exc:  # hand the failure to every waiting publisher, then go on
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+                for _, _, future, stream in batch:
+                    _settle(future, stream, exc)
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
+            for (_, _, future, stream), result in zip(batch, results, strict=True):
+                _settle(future, stream, result)
 
     @classmethod
     def for_settings(cls, redis: Redis, settings: Settings) -> Publisher:
@@ -124,6 +145,57 @@ class Publisher:
 
     async def has_final(self, request_id: str) -> bool:
         return bool(await self._redis.exists(keys.final(request_id)))
+
+
+class ChunkStream:
+    """One answer's chunks, published in order without waiting for each (`send` returns once the chunk is
+    handed over, unless `WINDOW` chunks are still unpublished): the chunks a model sends together go out in
+    one call. The first error of a chunk is kept in `lost`, and no later chunk of the stream is published
+    (the `Publisher` drops them; within one call a stream's messages share their keys, so an error there
+    fails all of them alike): the chunk ids a subscriber sees stay contiguous. `drain` waits until every
+    chunk handed over is published or dropped."""
+
+    WINDOW = 64
+
+    def __init__(self, publisher: Publisher, routes: Sequence[str]) -> None:
+        self._publisher = publisher
+        self._routes = routes
+        self._unsettled: deque[asyncio.Future[object]] = deque()
+        self.lost: BaseException | None = None
+
+    async def send(self, message: AiMessage) -> None:
+        if self.lost is not None:
+            return
+        unsettled = self._unsettled
+        while unsettled and unsettled[0].done():
+            unsettled.popleft()
+        if len(unsettled) >= self.WINDOW:
+            await unsettled.popleft()  # settled with None, also when its chunk failed (see `lost`)
+            if self.lost is not None:
+                return
+        unsettled.append(self._publisher._hand_over(message, self._routes, stream=self))
+
+    async def drain(self) -> None:
+        if self._unsettled:
+            await self._unsettled[-1]  # a process publishes in order: the last settles after the others
+            self._unsettled.clear()
+
+
+_Pending = tuple[list[str], list[str | bytes], asyncio.Future[object], ChunkStream | None]
+
+
+def _settle(future: asyncio.Future[object], stream: ChunkStream | None, result: object) -> None:
+    """A message's outcome to its publisher; a chunk's error goes to its stream instead (`ChunkStream.lost`)."""
+    if isinstance(result, BaseException) and stream is not None:
+        if stream.lost is None:
+            stream.lost = result
+        result = None
+    if future.done():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
 
 
 def parse_cursor(cursor: str, *, argument: str = "after") -> tuple[int, int]:

@@ -10,9 +10,11 @@ chunks of a request always concatenate to its final content; text a model writes
 
 Each model call is guarded by its model's circuit breaker and bounded by the call's timeout (the feature's,
 unless the prompt or `SWITCHBOARD_LLM_TIMEOUT_S` says otherwise), counted from the start and again after
-every chunk, so a long answer that keeps streaming is never cut. Redis may go away mid-request: after a chunk
-could not be published no more chunks are (the ids a subscriber saw stay contiguous); the final message,
-published by `worker.pipeline`, carries the whole answer.
+every chunk, so a long answer that keeps streaming is never cut. Chunks go out through the answer's
+`subscriptions.streams.ChunkStream`: the model does not wait for each to be published (those it sends
+together go out in one call), and each model call ends once its chunks are out. Redis may go away
+mid-request: after a chunk could not be published no more chunks are (the ids a subscriber saw stay
+contiguous); the final message, published by `worker.pipeline` after the chunks, carries the whole answer.
 
 `Answer` holds what was answered so far, so that a request stopped midway (`aiActionCancel`) still ends with
 the content its subscribers saw. An `Answer` with `publish=False` is answered for nobody (`switchboard eval`
@@ -39,6 +41,7 @@ from core.logs import expanded
 from core.metrics import FIRST_CHUNK_SECONDS, record_provider_request
 from core.redis import REDIS_UNAVAILABLE
 from subscriptions.messages import AiMessage, RequestRoutes
+from subscriptions.streams import ChunkStream
 from worker.deps import Deps
 from worker.llm import Completion, Message, ToolCall, ToolSpec, Usage, estimate_tokens
 from worker.usage import estimated_usage
@@ -92,7 +95,8 @@ class Answer:
     exhausted: bool = False  # the step limit was reached with the model still calling tools
     started: float = field(default_factory=time.perf_counter)
     first_chunk_s: float | None = None
-    chunks_lost: bool = False
+    chunks: ChunkStream | None = None  # the answer's chunks on its routes, from its first chunk on
+    chunks_lost: bool = False  # a chunk could not be published (logged once): no later chunk was
     publish: bool = True  # False: neither chunks nor tool progress go out (an evaluation run answers no subscriber)
 
     @property
@@ -258,6 +262,7 @@ async def _stream(
                                                         "detail": exc.loggable_detail, "chunks": len(state.parts),
                                                         **expanded(provider_detail=exc.detail)})
         raise
+    await _chunks_sent(state, context)
     usage = usage or estimated_usage(completion, "".join(text))
     state.input_tokens += usage.input_tokens
     state.output_tokens += usage.output_tokens
@@ -278,14 +283,25 @@ async def _chunk(
     if state.first_chunk_s is None:
         state.first_chunk_s = round(time.perf_counter() - state.started, 4)
         FIRST_CHUNK_SECONDS.labels(feature.key).observe(state.first_chunk_s)
-    if not routes or state.chunks_lost or not state.publish:
+    if not routes or not state.publish:
         return
-    chunk = AiMessage(record.request_id, "assistant", content=delta, chunk_id=len(state.parts), thread_id=record.thread_id)
-    try:
-        await deps.publisher.publish(chunk, routes)
-    except REDIS_UNAVAILABLE as exc:  # the final message carries the whole answer
+    if state.chunks is None:
+        state.chunks = deps.publisher.chunks(routes)
+    await state.chunks.send(
+        AiMessage(record.request_id, "assistant", content=delta, chunk_id=len(state.parts), thread_id=record.thread_id)
+    )
+
+
+async def _chunks_sent(state: Answer, context: dict[str, object]) -> None:
+    """Wait until the model call's chunks are published; a loss is logged once (the final message carries the
+    whole answer)."""
+    if state.chunks is None:
+        return
+    await state.chunks.drain()
+    if state.chunks.lost is not None and not state.chunks_lost:
         state.chunks_lost = True
-        log.warning("chunks_not_published", extra={**context, "error": type(exc).__name__, "chunks": len(state.parts)})
+        log.warning("chunks_not_published",
+                    extra={**context, "error": type(state.chunks.lost).__name__, "chunks": len(state.parts)})
 
 
 async def _run(

@@ -187,6 +187,64 @@ async def test_a_failed_call_reaches_every_waiting_publisher(redis: ArqRedis) ->
         await unreachable.aclose()
 
 
+def chunk(n: int, request: str = "r1") -> AiMessage:
+    return AiMessage(request, "assistant", content=f"c{n}", chunk_id=n)
+
+
+async def evalsha_calls(redis: ArqRedis) -> int:
+    return (await redis.info("commandstats")).get("cmdstat_evalsha", {}).get("calls", 0)
+
+
+async def test_chunks_handed_over_together_go_out_in_one_call_in_order_before_the_final(redis: ArqRedis) -> None:
+    pub = publisher(redis)
+    route = route_id("gid://gitlab/User/2", ai_action="chat", client_subscription_id="s")
+    await pub.publish(AiMessage("warm-up", "assistant", content="-"), [route])  # the script is loaded
+    before = await evalsha_calls(redis)
+    stream = pub.chunks([route])
+    for n in range(1, 6):
+        await stream.send(chunk(n))  # returns once handed over
+    final = asyncio.create_task(pub.publish(AiMessage("r1", "assistant", content="c1c2c3c4c5"), [route], final=True))
+    await stream.drain()
+    assert await final
+    assert await evalsha_calls(redis) - before == 2  # one for the five chunks, one for the final behind them
+    assert [m.content for m in await replay(redis, route, (0, 0))] == ["-", "c1", "c2", "c3", "c4", "c5", "c1c2c3c4c5"]
+    assert stream.lost is None
+
+
+async def test_a_chunk_stream_waits_once_its_window_is_full(redis: ArqRedis) -> None:
+    route = route_id("gid://gitlab/User/2", ai_action="chat", client_subscription_id="s")
+    stream = publisher(redis).chunks([route])
+    stream.WINDOW = 2
+    for n in range(1, 4):
+        await stream.send(chunk(n))  # the third waits for the first to be published
+    assert [m.content for m in await replay(redis, route, (0, 0))] == ["c1", "c2"]
+    await stream.drain()
+    assert [m.content for m in await replay(redis, route, (0, 0))] == ["c1", "c2", "c3"]
+
+
+async def test_after_a_chunk_fails_no_later_chunk_of_its_stream_is_published(redis: ArqRedis) -> None:
+    pub = publisher(redis)
+    route = route_id("gid://gitlab/User/2", ai_action="chat", client_subscription_id="s")
+    other = route_id("gid://gitlab/User/3", ai_action="chat", client_subscription_id="s")
+    await pub.publish(AiMessage("warm-up", "assistant", content="-"), [other])  # the script is loaded
+    await redis.set(keys.route(route), "not a stream")
+    before = await evalsha_calls(redis)
+    stream, bystander = pub.chunks([route]), pub.chunks([other])
+    await stream.send(chunk(1))
+    await asyncio.sleep(0)  # one turn of the loop: the publisher's call with chunk 1 is under way
+    await stream.send(chunk(2))  # waits behind it, and is dropped when chunk 1 fails
+    await bystander.send(chunk(1, "r2"))
+    await asyncio.gather(stream.drain(), bystander.drain())
+    assert isinstance(stream.lost, ResponseError) and "WRONGTYPE" in str(stream.lost)
+    assert await evalsha_calls(redis) - before == 2  # chunk 1's call; the second carried only the bystander
+    await redis.delete(keys.route(route))
+    await stream.send(chunk(3))  # a lost stream publishes nothing more
+    await stream.drain()
+    assert await replay(redis, route, (0, 0)) == []
+    assert bystander.lost is None
+    assert [m.content for m in await replay(redis, other, (0, 0))] == ["-", "c1"]
+
+
 def test_request_routes_send_echo_chunks_and_final_where_gitlab_does() -> None:
     chat = RequestRoutes(2, None, "chat", "tab-1")
     own, tabs = route_id("gid://gitlab/User/2", ai_action="chat", client_subscription_id="tab-1"), route_id("gid://gitlab/User/2", ai_action="chat")
