@@ -390,9 +390,9 @@ async def record_owner(redis: Redis, record: ActionRecord) -> None:
 # arq's claim of a job (WATCH the in-progress key, EXISTS, ZSCORE, MULTI / PSETEX / EXEC), then its load
 # (MULTI / GET / INCR the try counter / EXPIRE it / EXEC), for a whole poll's worth of jobs in one atomic
 # round trip: per job, ZSCORE (still queued and due?), the in-progress key set only if absent, then the job
-# and its try count; the counter's expiry is set when it is created (arq renews it every try). KEYS: the
-# queue, then per job its in-progress, job and retry keys; ARGV: now (ms), the lease (ms), the counter's TTL
-# (s), then the job ids. Per job, {} when it is not claimed, else {score, job or false, try}.
+# and its try count; the counter is created with its expiry (arq renews it every try), so a first try is
+# one SET and a later one an INCR. KEYS: the queue, then per job its in-progress, job and retry keys; ARGV:
+# now (ms), the lease (ms), the counter's TTL (s), then the job ids. Per job, {} when it is not claimed, else {score, job or false, try}.
 _CLAIM = LuaScript("""
 local claimed = {}
 for i = 4, #ARGV do
@@ -401,8 +401,8 @@ for i = 4, #ARGV do
   if score and tonumber(score) <= tonumber(ARGV[1])
      and redis.call('SET', KEYS[k], '1', 'NX', 'PX', ARGV[2]) then
     local job = redis.call('GET', KEYS[k + 1])
-    local try = redis.call('INCR', KEYS[k + 2])
-    if try == 1 then redis.call('EXPIRE', KEYS[k + 2], ARGV[3]) end
+    local try = 1
+    if not redis.call('SET', KEYS[k + 2], '1', 'NX', 'EX', ARGV[3]) then try = redis.call('INCR', KEYS[k + 2]) end
     claimed[i - 3] = {score, job, try}
   else
     claimed[i - 3] = {}

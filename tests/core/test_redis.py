@@ -55,6 +55,7 @@ async def test_a_poll_claims_its_jobs_in_one_round_trip_once_each(redis: ArqRedi
     before = await redis.info("commandstats")
     a, b, c = await claim_jobs(redis, keys.QUEUE, ["a", "b", "c"], 5_000)
     assert await _calls(redis, before, "evalsha", "watch", "multi") == (1, 0, 0)
+    assert await _calls(redis, before, "set", "incr", "expire") == (4, 0, 0)  # a lease and a counter per first try
     assert c is None and a is not None and b is not None
     assert (a.job_try, b.job_try) == (1, 1) and a.job is not None
     assert deserialize_job_raw(a.job)[1] == (records["a"].model_dump_json(),)
@@ -76,6 +77,7 @@ async def test_a_finished_job_leaves_nothing_and_a_deferred_one_comes_back_as_it
     await redis.zadd(keys.QUEUE, {"again": timestamp_ms()})
     (claim,) = await claim_jobs(redis, keys.QUEUE, ["again"], 5_000)
     assert claim is not None and claim.job_try == 2 and await redis.exists(job_key_prefix + "again")
+    assert await redis.ttl(retry_key_prefix + "again") > 86_400  # the counter keeps its expiry
 
 
 async def test_the_wake_list_stays_short(redis: ArqRedis) -> None:
