@@ -85,8 +85,6 @@ class Publisher:
 
     def chunks(self, routes: Sequence[str]) -> ChunkStream:
         """A stream for one answer's chunks on `routes` (see `ChunkStream`)."""
-        if not routes:
-            raise ValueError("a message needs at least one route")
         return ChunkStream(self, routes)
 
     def _hand_over(
@@ -110,10 +108,9 @@ class Publisher:
             taken, self._pending = self._pending[: self._BATCH], self._pending[self._BATCH :]
             batch = []
             for pending in taken:
-                stream, future = pending[3], pending[2]
+                _, _, future, stream = pending
                 if stream is not None and stream.lost is not None:  # an earlier chunk of its stream failed
-                    if not future.done():
-                        future.set_result(None)
+                    _settle(future, None, None)
                 else:
                     batch.append(pending)
             if not batch:
