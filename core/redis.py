@@ -38,7 +38,7 @@ from typing import IO, Any
 from urllib.parse import unquote
 
 from arq.connections import ArqRedis
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -354,14 +354,15 @@ def connect(
 
 # arq's enqueue (refuse an existing job id, store the job, add it to the queue) plus the wake-up push and
 # the request's owner (for `aiActionCancel`), in one atomic round trip instead of arq's WATCH / EXISTS /
-# MULTI-EXEC and further calls. The wake-up list is trimmed only when full (workers that are busy don't pop
-# it) and has no expiry (one key of at most WAKE_MAXLEN entries): 5 commands besides the script's own call.
+# MULTI-EXEC and further calls. The job is stored only if absent (SET NX: arq also looks for a kept result,
+# which an action never has, see `finish_job`). The wake-up list is trimmed only when full (workers that are
+# busy don't pop it) and has no expiry (one key of at most WAKE_MAXLEN entries): 4 commands besides the
+# script's own call.
 _ENQUEUE = LuaScript("""
-if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
-redis.call('PSETEX', KEYS[1], ARGV[2], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])
-if redis.call('LPUSH', KEYS[4], '1') > tonumber(ARGV[5]) + 1 then redis.call('LTRIM', KEYS[4], 0, ARGV[5]) end
-redis.call('SET', KEYS[5], ARGV[6], 'EX', ARGV[7])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+if redis.call('LPUSH', KEYS[3], '1') > tonumber(ARGV[5]) + 1 then redis.call('LTRIM', KEYS[3], 0, ARGV[5]) end
+redis.call('SET', KEYS[4], ARGV[6], 'EX', ARGV[7])
 return 1
 """)
 
@@ -374,8 +375,7 @@ async def enqueue_action(redis: ArqRedis, record: ActionRecord) -> bool:
     job = serialize_job(keys.JOB_NAME, (record.model_dump_json(),), {}, None, now_ms, serializer=redis.job_serializer)
     added = await _ENQUEUE(
         redis,
-        keys=[job_key_prefix + record.request_id, result_key_prefix + record.request_id, keys.QUEUE, keys.WAKE,
-              keys.owner(record.request_id)],
+        keys=[job_key_prefix + record.request_id, keys.QUEUE, keys.WAKE, keys.owner(record.request_id)],
         args=[job, redis.expires_extra_ms, now_ms, record.request_id, keys.WAKE_MAXLEN - 1,
               record.user_id, keys.OWNER_TTL_S],
     )

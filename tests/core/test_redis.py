@@ -32,7 +32,9 @@ def record(request_id: str = "req-1") -> ActionRecord:
 
 async def test_enqueue_stores_an_arq_job_once_and_wakes_a_worker(redis: ArqRedis) -> None:
     action = record()
+    before = await redis.info("commandstats")
     assert await enqueue_action(redis, action)
+    assert await _calls(redis, before, "evalsha", "set", "zadd", "lpush", "exists", "psetex") == (1, 2, 1, 1, 0, 0)
     assert not await enqueue_action(redis, record())  # the same request id: still one job
     assert await redis.zrange(keys.QUEUE, 0, -1) == [b"req-1"]
     assert await redis.lrange(keys.WAKE, 0, -1) == [b"1"] and await redis.ttl(keys.WAKE) == -1  # bounded, not expired
