@@ -92,7 +92,7 @@ async def execute(
                               content_html=deps.markdown.render(turn.reply), thread_id=record.thread_id)
             return "answered" if await _publish_final(deps, record, feature, reply, save=turn.save_reply) else "answered before"
         answering = answer(deps, feature, record, models, turn.variables, state, attempt=attempt, history=turn.history,
-                           toolbox=turn.toolbox)
+                           toolbox=turn.toolbox, renders=turn.renders)
     else:
         answering = answer(deps, feature, record, models, variables, state, attempt=attempt)
     if measured is not None:
