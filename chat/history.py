@@ -7,15 +7,19 @@ conversation never overflows the prompt (GitLab's A1005).
 
 It reads the thread newest first, a batch of rows per query, and stops as soon as the budget is full or a
 `/reset` is reached, so a 200-message thread costs what the turns that fit cost; `_MAX_ROWS` bounds it
-anyway. The query is built once with bound parameters (building it per call cost more than running it).
+anyway. The query is built once with bound parameters (building it per call cost more than running it), on
+the table's Core columns with its two roles written inline, and runs on the session's connection: an ORM
+select's execution and row loading, and an expanding IN rendered anew at each call, cost more CPU than the
+query.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import cast
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Table, bindparam, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.tables import ConversationMessage
@@ -28,7 +32,7 @@ _MAX_ROWS = 2_000  # 1,000 turns: far beyond any context window
 
 
 _ID_LIMIT = 2**31 - 1
-_MESSAGE = ConversationMessage
+_MESSAGE = cast(Table, ConversationMessage.__table__).c  # Core columns: rows come back as plain rows, no ORM loading
 _CURRENT = (  # where the current request's messages start in the thread (none saved yet: no bound)
     select(func.min(_MESSAGE.id))
     .where(_MESSAGE.thread_id == bindparam("b_thread"), _MESSAGE.request_id == bindparam("b_request"))
@@ -40,7 +44,7 @@ _BATCH_BELOW = (  # the next batch, newest first, of the question and answer row
            _MESSAGE.request_id != bindparam("b_request"),
            _MESSAGE.id < func.coalesce(_CURRENT, _ID_LIMIT),
            _MESSAGE.id < bindparam("b_below"),
-           _MESSAGE.role.in_(("user", "assistant")))
+           _MESSAGE.role.in_((literal_column("'user'"), literal_column("'assistant'"))))  # no expanding IN to render per call
     .order_by(_MESSAGE.id.desc())
     .limit(_BATCH)
 )
@@ -53,13 +57,14 @@ async def prompt_history(
     """(question, answer) pairs of the thread for the prompt of request `before_request_id`."""
     if budget_tokens <= 0:
         return []
+    connection = await session.connection()  # the session's own connection; a Core statement needs no ORM execution
     pairs: list[tuple[str, str]] = []
     answers: dict[str, str | None] = {}  # request id -> usable answer (None: errored, cancelled or empty)
     used = read = 0
     below = _ID_LIMIT
     while read < _MAX_ROWS:
         parameters = {"b_thread": thread_id, "b_request": before_request_id, "b_below": below}
-        rows = (await session.execute(_BATCH_BELOW, parameters)).all()
+        rows = (await connection.execute(_BATCH_BELOW, parameters)).all()
         for _, request_id, role, content, errors, extras in rows:
             if role == "assistant":
                 usable = not errors and not (extras or {}).get("cancelled") and bool((content or "").strip())

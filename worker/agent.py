@@ -34,6 +34,7 @@ from functools import cached_property
 import orjson
 
 from catalogue import Feature, ModelDefinition, Prompt
+from catalogue.prompts import Role
 from chat.tools import Tool, ToolContext, ToolResult, progress_text, run_tool
 from core.actions import ActionRecord
 from core.errors import TOOL_REPEATED, ProviderError, ProviderRejected, ProviderTimeout
@@ -46,7 +47,7 @@ from worker.deps import Deps
 from worker.llm import Completion, Message, ToolCall, ToolSpec, Usage, estimate_tokens
 from worker.usage import estimated_usage
 
-__all__ = ["MAX_STEPS", "Answer", "Toolbox", "answer", "history_budget", "routes_of", "user_text"]
+__all__ = ["MAX_STEPS", "Answer", "PromptRenders", "Toolbox", "answer", "history_budget", "routes_of", "user_text"]
 
 log = logging.getLogger(__name__)
 
@@ -141,16 +142,33 @@ def build_completion(
     )
 
 
-def _prompt_messages(prompt: Prompt, variables: dict[str, object], history: Sequence[tuple[str, str]]) -> list[Message]:
+class PromptRenders:
+    """One request's prompts rendered with its variables, each prompt once: a chat turn renders them for the
+    history's budget (`history_budget`), and its answer's model calls use the same texts."""
+
+    __slots__ = ("variables", "_rendered")
+
+    def __init__(self, variables: dict[str, object]) -> None:
+        self.variables = variables
+        self._rendered: dict[int, tuple[Prompt, list[tuple[Role, str]]]] = {}  # by id(prompt); the prompt kept alive
+
+    def of(self, prompt: Prompt) -> list[tuple[Role, str]]:
+        """`prompt`'s messages as (role, text), rendered at the first call."""
+        found = self._rendered.get(id(prompt))
+        if found is None:
+            found = self._rendered[id(prompt)] = (prompt, list(prompt.render(self.variables)))
+        return found[1]
+
+
+def _prompt_messages(rendered_prompt: Sequence[tuple[Role, str]], history: Sequence[tuple[str, str]]) -> list[Message]:
     """The rendered prompt with the conversation's earlier turns between its system and user parts."""
-    rendered = [Message(role, text) for role, text in prompt.render(variables)]
+    rendered = [Message(role, text) for role, text in rendered_prompt]
     past = [m for question, reply in history for m in (Message("user", question), Message("assistant", reply))]
     return [m for m in rendered if m.role == "system"] + past + [m for m in rendered if m.role != "system"]
 
 
 def history_budget(
-    deps: Deps, feature: Feature, models: Sequence[ModelDefinition], variables: dict[str, object],
-    toolbox: Toolbox | None,
+    deps: Deps, feature: Feature, models: Sequence[ModelDefinition], renders: PromptRenders, toolbox: Toolbox | None,
 ) -> int:
     """Tokens left for the conversation's history (SPEC §13.4): the smallest context window of the models
     that may answer, less their output budget, the rendered prompt, the tools' declarations and room for
@@ -160,7 +178,7 @@ def history_budget(
     for model in models:
         prompt = deps.catalogue.prompts.get(feature.prompt, model.family, feature.prompt_version)
         params = model.params.merged(prompt.definition.model.params)
-        rendered = sum(estimate_tokens(text) for _, text in prompt.render(variables))
+        rendered = sum(estimate_tokens(text) for _, text in renders.of(prompt))
         room = model.max_context_tokens - (params.max_tokens or _DEFAULT_MAX_TOKENS) - rendered - tools_size
         room -= model.max_context_tokens // 5 if toolbox else 0  # tool results of this turn
         budget = room if budget is None else min(budget, room)
@@ -170,15 +188,19 @@ def history_budget(
 async def answer(
     deps: Deps, feature: Feature, record: ActionRecord, models: Sequence[ModelDefinition], variables: dict[str, object],
     state: Answer, *, attempt: int = 0, history: Sequence[tuple[str, str]] = (), toolbox: Toolbox | None = None,
+    renders: PromptRenders | None = None,
 ) -> Answer:
-    """Answer into `state`; returns it. Provider errors propagate (`worker.jobs` decides on retries)."""
+    """Answer into `state`; returns it. Provider errors propagate (`worker.jobs` decides on retries). `renders`:
+    the prompts rendered with `variables` already (a chat turn's), else they are rendered here."""
+    if renders is None or renders.variables is not variables:
+        renders = PromptRenders(variables)
     steps: list[Message] = []  # the agent's tool turns so far
     seen: set[bytes] = set()  # (tool, arguments) already called: the repeated-call guard
     prompts: dict[str, list[Message]] = {}  # per model, its prompt with the history: rendered once for all steps
     for step in range(MAX_STEPS if toolbox else 1):
         state.steps = step + 1
         candidates = models if state.model is None else [state.model]
-        calls, text = await _first_answering(deps, feature, record, candidates, variables, history, prompts, steps,
+        calls, text = await _first_answering(deps, feature, record, candidates, renders, history, prompts, steps,
                                              state, turn=attempt + step, toolbox=toolbox)
         if not calls:
             return state
@@ -194,7 +216,7 @@ async def answer(
 
 
 async def _first_answering(
-    deps: Deps, feature: Feature, record: ActionRecord, models: Sequence[ModelDefinition], variables: dict[str, object],
+    deps: Deps, feature: Feature, record: ActionRecord, models: Sequence[ModelDefinition], renders: PromptRenders,
     history: Sequence[tuple[str, str]], prompts: dict[str, list[Message]], steps: list[Message], state: Answer, *,
     turn: int, toolbox: Toolbox | None,
 ) -> tuple[list[ToolCall], str]:
@@ -207,7 +229,7 @@ async def _first_answering(
         prompt = deps.catalogue.prompts.get(feature.prompt, model.family, feature.prompt_version)
         rendered = prompts.get(model.identifier)
         if rendered is None:
-            rendered = prompts[model.identifier] = _prompt_messages(prompt, variables, history)
+            rendered = prompts[model.identifier] = _prompt_messages(renders.of(prompt), history)
         completion = build_completion(deps, feature, record, model, prompt, rendered + steps, turn=turn,
                                       tools=toolbox.specs if toolbox else ())
         try:

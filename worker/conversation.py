@@ -29,7 +29,7 @@ from core.errors import NO_COMMENTS, NOT_A_VULNERABILITY_PAGE, TOOL_NOT_IN_SUBSC
 from core.ids import GlobalID, new_request_id
 from core.metrics import CHAT_QUESTION_CATEGORIES
 from core.redis import REDIS_UNAVAILABLE, enqueue_action
-from worker.agent import Toolbox, history_budget
+from worker.agent import PromptRenders, Toolbox, history_budget
 from worker.deps import Deps
 from worker.llm import estimate_tokens
 from worker.prompt_variables import ResourceContext
@@ -47,6 +47,7 @@ class ChatTurn:
     variables: dict[str, object]
     history: Sequence[tuple[str, str]] = ()
     toolbox: Toolbox | None = None
+    renders: PromptRenders | None = None  # the prompts rendered with `variables` for the history's budget
     reply: str | None = None  # the answer, when the turn needs no model
     save_reply: bool = True  # whether that answer joins the thread (not for /reset, /clear, /new)
     extras: dict[str, object] = field(default_factory=dict)
@@ -103,11 +104,13 @@ async def chat_turn(
         deps.catalogue.tools,
     ) if tools else None
     history: Sequence[tuple[str, str]] = ()
+    renders = None
     if record.thread_id is not None:
-        budget = history_budget(deps, feature, models, variables, toolbox)
+        renders = PromptRenders(variables)  # rendered once, for the budget and the answer's calls
+        budget = history_budget(deps, feature, models, renders, toolbox)
         history = await prompt_history(session, thread_pk(record.thread_id) or 0, before_request_id=record.request_id,
                                        budget_tokens=budget, count_tokens=estimate_tokens)
-    return ChatTurn(variables, history=history, toolbox=toolbox)
+    return ChatTurn(variables, history=history, toolbox=toolbox, renders=renders)
 
 
 async def categorize_later(deps: Deps, record: ActionRecord, categorizer: Feature) -> None:

@@ -92,7 +92,7 @@ async def execute(
                               content_html=deps.markdown.render(turn.reply), thread_id=record.thread_id)
             return "answered" if await _publish_final(deps, record, feature, reply, save=turn.save_reply) else "answered before"
         answering = answer(deps, feature, record, models, turn.variables, state, attempt=attempt, history=turn.history,
-                           toolbox=turn.toolbox)
+                           toolbox=turn.toolbox, renders=turn.renders)
     else:
         answering = answer(deps, feature, record, models, variables, state, attempt=attempt)
     if measured is not None:
@@ -187,7 +187,7 @@ async def _publish_final(
         return True
     if save and (feature.ai_action is not None or feature.cache_response):
         try:
-            await conversations.save_answer(deps.sessions, record.user_id, conversations.thread_pk(record.thread_id),
+            await conversations.save_answer(deps.engine, record.user_id, conversations.thread_pk(record.thread_id),
                                             message, model)
         except Exception as exc:  # the answer must still go out; a history without it is better than an error
             log.warning("answer_not_saved", extra={"request_id": record.request_id, "error": type(exc).__name__})

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from access.admin.accounts import create_user
 from chat import conversations
@@ -25,12 +25,17 @@ NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     try:
-        yield session_factory(engine)
+        yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return session_factory(engine)
 
 
 async def _users(sessions: async_sessionmaker[AsyncSession], *names: str) -> list[int]:
@@ -77,22 +82,22 @@ async def test_a_thread_is_kept_while_it_is_used(sessions: async_sessionmaker[As
     assert await conversations.delete_expired(sessions, 30, NOW) == 0
 
 
-async def test_an_answer_saved_twice_is_saved_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_an_answer_saved_twice_is_saved_once(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
     [alice] = await _users(sessions, "alice")
     thread = await _ask(sessions, alice, "q", kind="duo_chat")
     first = AiMessage("req-1", "assistant", content="first run")
     second = AiMessage("req-1", "assistant", content="second run")  # a retried job: another message id
-    assert await conversations.save_answer(sessions, alice, thread, first, "claude") is True
-    assert await conversations.save_answer(sessions, alice, thread, second, "claude") is False
+    assert await conversations.save_answer(engine, alice, thread, first, "claude") is True
+    assert await conversations.save_answer(engine, alice, thread, second, "claude") is False
     async with sessions() as session:
         rows = (await session.scalars(select(ConversationMessage).where(ConversationMessage.role == "assistant"))).all()
     assert [(row.message_xid, row.content, row.model) for row in rows] == [(first.id, "first run", "claude")]
 
 
-async def test_titles_and_contents_are_cut_and_foreign_threads_are_not_found(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_titles_and_contents_are_cut_and_foreign_threads_are_not_found(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
     alice, bob = await _users(sessions, "alice", "bob")
     thread = await _ask(sessions, alice, "t" * 150, kind="duo_chat")
-    await conversations.save_answer(sessions, alice, thread, AiMessage("long", "assistant", content="x" * 30_000), None)
+    await conversations.save_answer(engine, alice, thread, AiMessage("long", "assistant", content="x" * 30_000), None)
     async with sessions() as session:
         assert (await session.get(ConversationThread, thread)).title == "t" * 100  # type: ignore[union-attr]
         lengths = (await session.scalars(select(func.length(ConversationMessage.content)))).all()
@@ -101,12 +106,12 @@ async def test_titles_and_contents_are_cut_and_foreign_threads_are_not_found(ses
             await conversations.resolve_thread(session, bob, thread_id=thread, conversation_type=None, content="hi")
 
 
-async def test_feedback_is_counted_per_model_and_outlives_its_message(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_feedback_is_counted_per_model_and_outlives_its_message(engine: AsyncEngine, sessions: async_sessionmaker[AsyncSession]) -> None:
     alice, bob = await _users(sessions, "alice", "bob")
     thread = await _ask(sessions, alice, "q", kind="duo_chat", now=NOW - timedelta(days=40))
     answers = [AiMessage(f"r{n}", "assistant", content="a", timestamp=(NOW - timedelta(days=40)).isoformat()) for n in range(3)]
     for answer, model in zip(answers, ["new", "new", "old"], strict=True):
-        await conversations.save_answer(sessions, alice, thread, answer, model)
+        await conversations.save_answer(engine, alice, thread, answer, model)
     events = [{"property": "negative", "extra": {"improveWhat": "shorter", "didWhat": "asked about CI"}},
               {"property": "helpful"}, {"property": "positive"}]
     async with sessions() as session, session.begin():

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from access.admin.accounts import create_user
 from chat import conversations
@@ -20,6 +20,7 @@ _ids = itertools.count()
 
 @dataclass
 class Thread:
+    engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     user_id: int
     id: int
@@ -32,7 +33,7 @@ class Thread:
             await conversations.save_user_message(session, self.user_id, self.id, AiMessage(request_id, "user", content=question))
         if answer is not None:
             final = AiMessage(request_id, "assistant", content=answer, errors=errors, extras=extras)
-            await conversations.save_answer(self.sessions, self.user_id, self.id, final, "mock")
+            await conversations.save_answer(self.engine, self.user_id, self.id, final, "mock")
         return request_id
 
     async def history(self, before: str = "current", budget: int = 10_000, count=len) -> list[tuple[str, str]]:  # noqa: ANN001
@@ -49,7 +50,7 @@ async def thread(database_url: str) -> AsyncIterator[Thread]:
             user = await create_user(session, "talker")
             thread_id = await conversations.resolve_thread(session, user.id, thread_id=None, conversation_type="duo_chat",
                                                            content="first")
-        yield Thread(sessions, user.id, thread_id)
+        yield Thread(engine, sessions, user.id, thread_id)
     finally:
         await engine.dispose()
 

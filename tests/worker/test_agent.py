@@ -220,7 +220,7 @@ async def test_a_two_hundred_message_thread_still_answers_within_the_context_win
                 await conversations.save_user_message(session, ALICE, thread, question)
         for n, question in enumerate(asked):
             answer = AiMessage(question.request_id, "assistant", content=f"answer {n} " + "a" * 19_000)
-            assert await conversations.save_answer(sessions, ALICE, thread, answer, "claude_sonnet_4_6")
+            assert await conversations.save_answer(engine, ALICE, thread, answer, "claude_sonnet_4_6")
     finally:
         await engine.dispose()
     record = chat("and now?").model_copy(update={"thread_id": conversations.thread_gid(thread)})
