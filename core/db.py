@@ -131,6 +131,11 @@ def _refused(cause: BaseException) -> Overloaded:
     return refused
 
 
+async def _own_turn(share: asyncio.Semaphore) -> None:
+    async with asyncio.timeout(_TIMEOUT_RANGE_S[1]):
+        await share.acquire()
+
+
 class _Pool(AsyncAdaptedQueuePool):
     """SQLAlchemy's async queue pool, whose checkout time-out is `Overloaded` (a 503 for the client), and
     which keeps a web request to its share of connections (`request_scope`)."""
@@ -139,10 +144,13 @@ class _Pool(AsyncAdaptedQueuePool):
         share = _SHARE.get()
         if share is None:
             return super().connect()
-        try:
-            await_only(asyncio.wait_for(share.acquire(), _TIMEOUT_RANGE_S[1]))
-        except TimeoutError as exc:
-            raise _refused(exc) from exc
+        if share.locked():  # the request's own turn, bounded; a free share is taken at once (no timer, no task)
+            try:
+                await_only(_own_turn(share))
+            except TimeoutError as exc:
+                raise _refused(exc) from exc
+        else:
+            await_only(share.acquire())
         try:
             connection = super().connect()
         except BaseException:

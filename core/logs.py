@@ -36,9 +36,20 @@ def _default(value: object) -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    _second = -1
+    _second_text = ""
+
+    def _time(self, record: logging.LogRecord) -> str:
+        """`2026-12-02T17:35:01.123Z`; the text up to the second is made once per second."""
+        second = int(record.created)
+        if second != self._second:
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._second_text}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "time": self._time(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -75,7 +86,14 @@ class TextFormatter(logging.Formatter):
 
 
 def configure(*, json: bool, level: int = logging.INFO) -> None:
-    """Root logging for a process: JSON lines, or readable text lines (`TextFormatter`), on stderr."""
+    """Root logging for a process: JSON lines, or readable text lines (`TextFormatter`), on stderr.
+
+    Records skip what neither format writes (the Logging HOWTO's "Optimization"): the caller's file, line
+    and function (a walk up the stack per record), and the thread's and process's names and IDs."""
+    logging._srcfile = None  # the documented switch for caller information
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if json else TextFormatter())
     root = logging.getLogger()

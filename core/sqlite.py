@@ -65,6 +65,9 @@ class _WriteTurn:
             raise sqlite3.OperationalError("database is locked")
         self._holder = connection
 
+    def held_by(self, connection: sqlite3.Connection) -> bool:
+        return self._holder is connection
+
     def give_back(self, connection: sqlite3.Connection) -> None:
         if self._holder is connection:
             self._holder = None
@@ -88,11 +91,27 @@ class _Connection(sqlite3.Connection):
 
     turn: _WriteTurn | None = None
     closing = False  # set before it is closed: a statement that got the turn after that gives it back
+    # Calls sent to its thread (counted by the event loop) and finished there (counted by the thread; each
+    # count has one writer): equal when nothing runs or waits there, a cancelled caller's statement included.
+    sent = 0
+    done = 0
+
+    def idle(self) -> bool:
+        """Nothing runs or waits on the connection's thread, and no transaction is open: a rollback has
+        nothing to do."""
+        return self.sent == self.done and not self.in_transaction and (self.turn is None or not self.turn.held_by(self))
 
 
 def _run(connection: _Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
     """On aiosqlite's thread: the whole statement, from cursor to rows (after the write turn, when it
     begins a write transaction)."""
+    try:
+        return _statement(connection, operation, parameters, many)
+    finally:
+        connection.done += 1
+
+
+def _statement(connection: _Connection, operation: str, parameters: Any, many: bool) -> _Outcome:
     turn = connection.turn if not connection.in_transaction and _BEGINS_WRITE.match(operation) else None
     if turn is not None:
         turn.take(connection)
@@ -123,6 +142,7 @@ def _finish(connection: _Connection, rollback: bool) -> None:
     finally:
         if connection.turn is not None:
             connection.turn.give_back(connection)
+        connection.done += 1
 
 
 class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
@@ -164,7 +184,10 @@ class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     async def _hop(self, operation: str, parameters: Any, many: bool) -> None:
         async with self._adapt_connection._execute_mutex:
             connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
-            outcome: _Outcome = await connection._execute(_run, connection._conn, operation, parameters, many)
+            raw: _Connection = connection._conn  # type: ignore[assignment]
+            sent = connection._execute(_run, raw, operation, parameters, many)
+            raw.sent += 1
+            outcome: _Outcome = await sent
         self._description, rows, self._rowcount, self._lastrowid = outcome
         self._rows = collections.deque(rows)
 
@@ -189,14 +212,20 @@ class _OneHopConnection(AsyncAdapt_aiosqlite_connection):
         self._end(rollback=False)
 
     def rollback(self) -> None:
+        raw = self._connection._connection
+        if raw is not None and raw.idle():
+            return  # nothing to roll back (a pooled connection's reset on return, mostly): no hop to its thread
         self._end(rollback=True)
 
     def _end(self, *, rollback: bool) -> None:
         connection: aiosqlite.Connection = self._connection  # type: ignore[assignment]
         if connection._connection is None:  # closed: nothing to end (as SQLAlchemy's adapter does)
             return
+        raw: _Connection = connection._conn  # type: ignore[assignment]
+        sent = connection._execute(_finish, raw, rollback)
+        raw.sent += 1
         try:
-            await_only(connection._execute(_finish, connection._conn, rollback))
+            await_only(sent)
         except Exception as error:
             self._handle_exception(error)
 

@@ -63,3 +63,14 @@ async def test_expanded_logging_does_not_leak_between_concurrent_jobs() -> None:
             return bool(expanded(x=1))
 
     assert await asyncio.gather(job(True), job(False), job(True)) == [True, False, True]
+
+
+def test_the_time_is_the_records_own_across_seconds() -> None:
+    formatter = JsonFormatter()
+    times = []
+    for created in (1_764_700_000.5, 1_764_700_000.999, 1_764_700_001.0, 1_764_699_999.25):
+        record = logging.LogRecord("switchboard.test", logging.INFO, __file__, 1, "m", (), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        times.append(json.loads(formatter.format(record))["time"])
+    assert times == ["2025-12-02T18:26:40.500Z", "2025-12-02T18:26:40.999Z", "2025-12-02T18:26:41.000Z",
+                     "2025-12-02T18:26:39.250Z"]

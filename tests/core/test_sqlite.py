@@ -179,3 +179,54 @@ async def test_a_writer_whose_connection_started_closing_while_it_waited_does_no
         rows = (await third.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
         await second.rollback()
     assert rows == ["first", "third"]
+
+
+async def test_returning_a_connection_with_no_open_transaction_makes_no_call_on_its_thread(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool's reset on return (a rollback) costs no hop when the transaction was committed."""
+    calls: list[Any] = []
+    run = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(fn)
+        return await run(self, fn, *args, **kwargs)
+
+    async with engine.connect() as connection:
+        await connection.execute(text("INSERT INTO t (v) VALUES ('kept')"))
+        await connection.commit()
+        monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    assert calls == []
+    async with engine.connect() as connection:  # an open transaction is still rolled back on return
+        await connection.execute(text("INSERT INTO t (v) VALUES ('dropped')"))
+    assert len(calls) == 2
+    async with engine.connect() as connection:
+        assert (await connection.execute(text("SELECT v FROM t"))).scalars().all() == ["kept"]
+
+
+async def test_a_rollback_asked_for_while_a_cancelled_write_waits_is_sent_and_runs_after_it(engine: AsyncEngine) -> None:
+    """A statement whose caller was cancelled still runs on the connection's thread later; a rollback asked
+    for meanwhile (no transaction open yet) is sent all the same, and ends the transaction that statement
+    opens. (SQLAlchemy invalidates a connection whose statement was cancelled; this is the adapter's own
+    guarantee, for any caller.)"""
+    async with engine.connect() as first, engine.connect() as second, engine.connect() as third:
+        await third.exec_driver_sql("PRAGMA busy_timeout = 0")
+        adapter = (await second.get_raw_connection()).dbapi_connection
+        raw = adapter._connection._conn  # type: ignore[union-attr]
+        await first.execute(text("INSERT INTO t (v) VALUES ('first')"))
+        cursor = adapter.cursor()  # type: ignore[union-attr]
+        waiting = asyncio.create_task(cursor._hop("INSERT INTO t (v) VALUES ('second')", None, False))
+        await asyncio.to_thread(_until_waiting_for_the_turn, raw)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert not raw.in_transaction
+        rolling_back = asyncio.create_task(second.run_sync(lambda _: adapter.rollback()))  # type: ignore[union-attr]
+        await first.commit()
+        await rolling_back
+        await second.exec_driver_sql("SELECT 1")  # runs on the thread after everything sent before it
+        assert not raw.in_transaction
+        await third.execute(text("INSERT INTO t (v) VALUES ('third')"))  # the turn is free at once
+        await third.commit()
+        rows = (await third.execute(text("SELECT v FROM t ORDER BY id"))).scalars().all()
+    assert rows == ["first", "third"]
