@@ -11,7 +11,7 @@
 | `switchboard:cancel:<request_id>`     | string | 1 day (the life of a queued job) | set by `aiActionCancel`: a job that starts (or retries) finds it and runs no model |
 | `switchboard:cancels`                 | pub/sub channel | (not stored)            | a cancelled request id, published with the cancel key; each worker process listens on one connection |
 | `switchboard:rate:<name>:<user_id>`   | string | the limit's period (8 h), from the first call in it | calls of a rate-limited endpoint (`ai_action`) in the current window |
-| `switchboard:usage:<request_id>`      | string | 1 day                            | token usage of the request's answered model call, a JSON object (model, selected model, input/output tokens, estimated) |
+| `switchboard:usage:<request_id>`      | hash   | 1 day                            | token usage of the request's answered model call (model, input/output tokens, estimated) |
 | `switchboard:stats:<minute>`          | hash   | 2 hours                          | per-minute counts for `/admin` (done, failed, apdex per feature, models, queue depth), flushed by workers |
 | `switchboard:workers`                 | hash   | 2 hours after the last beat      | worker id -> last heartbeat (unix time) and jobs in flight, written every few seconds |
 | `switchboard:failures`                | list   | the last `FAILURES_MAXLEN` (50), 1 day after the last push | the latest failed AI actions for `/admin`, newest first: time, request id, feature, model, user-facing error, error class (never user input, prompts or provider text) |

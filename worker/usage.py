@@ -3,7 +3,9 @@ Redis for a day (`keys.usage`) and written to the `completion_service_performed`
 
 from __future__ import annotations
 
-import orjson
+from collections.abc import Awaitable
+from typing import cast
+
 from redis.asyncio import Redis
 
 from core import keys
@@ -19,18 +21,21 @@ def estimated_usage(completion: Completion, answer: str) -> Usage:
 
 async def record_usage(redis: Redis, request_id: str, model: str, usage: Usage, *, selected: str | None = None) -> None:
     """`model` answered; `selected` is what model selection picked (they differ in mock mode and after a
-    fallback). One command: a JSON object with its expiry."""
-    record = {
-        "model": model,
-        "selected_model": selected or model,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "estimated": usage.estimated,
-    }
-    await redis.set(keys.usage(request_id), orjson.dumps(record), ex=keys.USAGE_TTL_S)
+    fallback)."""
+    key = keys.usage(request_id)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(key, mapping={
+            "model": model,
+            "selected_model": selected or model,
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "estimated": int(usage.estimated),
+        })
+        pipe.expire(key, keys.USAGE_TTL_S)
+        await pipe.execute()
 
 
-async def read_usage(redis: Redis, request_id: str) -> dict[str, object]:
+async def read_usage(redis: Redis, request_id: str) -> dict[str, str]:
     """The recorded usage of a request (empty when none was recorded)."""
-    raw = await redis.get(keys.usage(request_id))
-    return orjson.loads(raw) if raw else {}
+    raw = await cast("Awaitable[dict[bytes, bytes]]", redis.hgetall(keys.usage(request_id)))  # redis-py types both clients alike
+    return {k.decode(): v.decode() for k, v in raw.items()}
